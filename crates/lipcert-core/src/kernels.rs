@@ -1,0 +1,362 @@
+//! Numerical kernels of the forward and backward passes, on batches stored as flat
+//! row-major slices (outer batch axis first, then the per-sample shape in C order).
+
+use crate::graph::{Conv2d, Dense, Pool2d};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// Work (multiply-adds) above which a single matrix product uses both threads.
+const PARALLEL_GEMM_WORK: usize = 1 << 18;
+
+/// dst[m x n] (+)= op(a)[m x k] * op(b)[k x n], all row-major. `a` is stored `[m, k]`, or
+/// `[k, m]` when `ta`; `b` is stored `[k, n]`, or `[n, k]` when `tb`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    dst: &mut [f64],
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    par: Par,
+) {
+    debug_assert_eq!(dst.len(), m * n);
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let a = if ta { MatRef::from_row_major_slice(a, k, m).transpose() } else { MatRef::from_row_major_slice(a, m, k) };
+    let b = if tb { MatRef::from_row_major_slice(b, n, k).transpose() } else { MatRef::from_row_major_slice(b, k, n) };
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let accum = if accumulate { Accum::Add } else { Accum::Replace };
+    faer::linalg::matmul::matmul(dst, accum, a, b, 1.0, par);
+}
+
+/// Parallelism for one product of the given size.
+pub fn par_for(work: usize) -> Par {
+    if work >= PARALLEL_GEMM_WORK && rayon::current_num_threads() > 1 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// Dense forward on `rows` rows: y = x W^T + b.
+pub fn dense_forward(d: &Dense, x: &[f64], rows: usize) -> Vec<f64> {
+    let mut y = Vec::with_capacity(rows * d.out_features);
+    for _ in 0..rows {
+        y.extend_from_slice(&d.bias);
+    }
+    let work = rows * d.in_features * d.out_features;
+    gemm(&mut y, x, false, &d.weight, true, (rows, d.in_features, d.out_features), true, par_for(work));
+    y
+}
+
+/// Dense backward to the input: gx = gy W.
+pub fn dense_backward(d: &Dense, gy: &[f64], rows: usize) -> Vec<f64> {
+    let mut gx = vec![0.0; rows * d.in_features];
+    let work = rows * d.in_features * d.out_features;
+    gemm(&mut gx, gy, false, &d.weight, false, (rows, d.out_features, d.in_features), false, par_for(work));
+    gx
+}
+
+/// Dense parameter gradients: (gW = gy^T x, gb = column sums of gy).
+pub fn dense_param_grads(d: &Dense, x: &[f64], gy: &[f64], rows: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut gw = vec![0.0; d.out_features * d.in_features];
+    let work = rows * d.in_features * d.out_features;
+    gemm(&mut gw, gy, true, x, false, (d.out_features, rows, d.in_features), false, par_for(work));
+    let mut gb = vec![0.0; d.out_features];
+    for row in gy.chunks_exact(d.out_features) {
+        for (b, g) in gb.iter_mut().zip(row) {
+            *b += g;
+        }
+    }
+    (gw, gb)
+}
+
+/// Geometry of one convolution applied to `[C, H, W]` images.
+struct ConvGeometry {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    /// Input channels per group.
+    cg: usize,
+    /// Output channels per group.
+    og: usize,
+    /// Rows of the im2col matrix: cg * kh * kw.
+    k: usize,
+}
+
+impl ConvGeometry {
+    fn new(c: &Conv2d, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let cg = c.in_channels / c.groups;
+        ConvGeometry { h, w, oh, ow, cg, og: c.out_channels / c.groups, k: cg * c.kernel[0] * c.kernel[1] }
+    }
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+/// Visits every (im2col row, output position, input offset) triple of group `g`, where the
+/// input offset is None for positions in the zero padding.
+#[inline]
+fn for_each_tap(c: &Conv2d, geo: &ConvGeometry, g: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
+    let [kh, kw] = c.kernel;
+    for ci in 0..geo.cg {
+        let chan = (g * geo.cg + ci) * geo.h * geo.w;
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = (ci * kh + ki) * kw + kj;
+                for oy in 0..geo.oh {
+                    let iy = (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
+                    let y_ok = iy >= 0 && (iy as usize) < geo.h;
+                    for ox in 0..geo.ow {
+                        let ix = (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
+                        let inside = y_ok && ix >= 0 && (ix as usize) < geo.w;
+                        let src = inside.then(|| chan + iy as usize * geo.w + ix as usize);
+                        f(row, oy * geo.ow + ox, src);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn im2col(c: &Conv2d, geo: &ConvGeometry, g: usize, img: &[f64], cols: &mut [f64]) {
+    let p = geo.p();
+    for_each_tap(c, geo, g, |row, pos, src| cols[row * p + pos] = src.map_or(0.0, |s| img[s]));
+}
+
+fn col2im_add(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], img: &mut [f64]) {
+    let p = geo.p();
+    for_each_tap(c, geo, g, |row, pos, src| {
+        if let Some(s) = src {
+            img[s] += cols[row * p + pos];
+        }
+    });
+}
+
+/// Convolution forward on `images` images of shape `[C, H, W]`, output `[O, OH, OW]` each.
+pub fn conv_forward(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
+    let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
+    let mut y = vec![0.0; images * out_len];
+    let one_image = |img: &[f64], out: &mut [f64], cols: &mut Vec<f64>, par: Par| {
+        for g in 0..c.groups {
+            im2col(c, &geo, g, img, cols);
+            let out_g = &mut out[g * geo.og * p..(g + 1) * geo.og * p];
+            for (o, row) in out_g.chunks_exact_mut(p).enumerate() {
+                row.fill(c.bias[g * geo.og + o]);
+            }
+            let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
+            gemm(out_g, w_g, false, cols, false, (geo.og, geo.k, p), true, par);
+        }
+    };
+    if images == 1 {
+        let mut cols = vec![0.0; geo.k * p];
+        one_image(x, &mut y, &mut cols, par_for(geo.og * geo.k * p));
+    } else {
+        y.par_chunks_mut(out_len)
+            .zip(x.par_chunks(in_len))
+            .for_each_init(|| vec![0.0; geo.k * p], |cols, (out, img)| one_image(img, out, cols, Par::Seq));
+    }
+    y
+}
+
+/// Convolution backward to the input.
+pub fn conv_backward(c: &Conv2d, gy: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
+    let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
+    let mut gx = vec![0.0; images * in_len];
+    gx.par_chunks_mut(in_len).zip(gy.par_chunks(out_len)).for_each_init(
+        || vec![0.0; geo.k * p],
+        |cols, (gimg, gout)| {
+            for g in 0..c.groups {
+                let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
+                let gy_g = &gout[g * geo.og * p..(g + 1) * geo.og * p];
+                gemm(cols, w_g, true, gy_g, false, (geo.k, geo.og, p), false, Par::Seq);
+                col2im_add(c, &geo, g, cols, gimg);
+            }
+        },
+    );
+    gx
+}
+
+/// Visits the in-bounds input offsets of every pooling window of one `[H, W]` plane.
+/// `f(output position, input offset)`; windows are visited in order, each window's taps in order.
+#[inline]
+fn for_each_window(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], mut f: impl FnMut(usize, usize)) {
+    for oy in 0..ohw[0] {
+        for ox in 0..ohw[1] {
+            for ki in 0..p.kernel[0] {
+                let iy = (oy * p.stride[0] + ki * p.dilation[0]) as isize - p.pads[0] as isize;
+                if iy < 0 || iy as usize >= hw[0] {
+                    continue;
+                }
+                for kj in 0..p.kernel[1] {
+                    let ix = (ox * p.stride[1] + kj * p.dilation[1]) as isize - p.pads[1] as isize;
+                    if ix < 0 || ix as usize >= hw[1] {
+                        continue;
+                    }
+                    f(oy * ohw[1] + ox, iy as usize * hw[1] + ix as usize);
+                }
+            }
+        }
+    }
+}
+
+/// Divisor of each average-pooling window of a plane (in-bounds taps, or the window within
+/// the padded input when `count_include_pad`).
+pub fn avgpool_divisors(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let mut d = vec![0.0; ohw[0] * ohw[1]];
+    if p.count_include_pad {
+        // Taps inside the padded input (pads count, positions beyond them do not).
+        let padded = [hw[0] + p.pads[0] + p.pads[2], hw[1] + p.pads[1] + p.pads[3]];
+        for oy in 0..ohw[0] {
+            for ox in 0..ohw[1] {
+                let cy = (0..p.kernel[0]).filter(|ki| oy * p.stride[0] + ki * p.dilation[0] < padded[0]).count();
+                let cx = (0..p.kernel[1]).filter(|kj| ox * p.stride[1] + kj * p.dilation[1] < padded[1]).count();
+                d[oy * ohw[1] + ox] = (cy * cx) as f64;
+            }
+        }
+    } else {
+        for_each_window(p, hw, ohw, |o, _| d[o] += 1.0);
+    }
+    d
+}
+
+/// Average pooling on `planes` planes.
+pub fn avgpool_forward(p: &Pool2d, x: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let div = avgpool_divisors(p, hw, ohw);
+    let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
+    let mut y = vec![0.0; planes * ol];
+    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each(|(out, plane)| {
+        for_each_window(p, hw, ohw, |o, i| out[o] += plane[i]);
+        for (v, d) in out.iter_mut().zip(&div) {
+            *v /= d;
+        }
+    });
+    y
+}
+
+pub fn avgpool_backward(p: &Pool2d, gy: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let div = avgpool_divisors(p, hw, ohw);
+    let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
+    let mut gx = vec![0.0; planes * il];
+    gx.par_chunks_mut(il).zip(gy.par_chunks(ol)).for_each(|(gplane, gout)| {
+        for_each_window(p, hw, ohw, |o, i| gplane[i] += gout[o] / div[o]);
+    });
+    gx
+}
+
+/// Input offset of the first maximum of every window of one plane (padding is -inf,
+/// so it never wins; a window with no in-bounds tap cannot occur for valid pads).
+pub fn maxpool_argmax(p: &Pool2d, plane: &[f64], hw: [usize; 2], ohw: [usize; 2]) -> Vec<usize> {
+    let mut best = vec![usize::MAX; ohw[0] * ohw[1]];
+    for_each_window(p, hw, ohw, |o, i| {
+        // NaN inputs propagate: a NaN tap replaces the current maximum.
+        if best[o] == usize::MAX || plane[i] > plane[best[o]] || plane[i].is_nan() {
+            best[o] = i;
+        }
+    });
+    best
+}
+
+pub fn maxpool_forward(p: &Pool2d, x: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+    let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
+    let mut y = vec![0.0; planes * ol];
+    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each(|(out, plane)| {
+        for (v, i) in out.iter_mut().zip(maxpool_argmax(p, plane, hw, ohw)) {
+            *v = if i == usize::MAX { f64::NEG_INFINITY } else { plane[i] };
+        }
+    });
+    y
+}
+
+pub fn maxpool_backward(
+    p: &Pool2d,
+    x: &[f64],
+    gy: &[f64],
+    planes: usize,
+    hw: [usize; 2],
+    ohw: [usize; 2],
+) -> Vec<f64> {
+    let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
+    let mut gx = vec![0.0; planes * il];
+    gx.par_chunks_mut(il).zip(x.par_chunks(il).zip(gy.par_chunks(ol))).for_each(|(gplane, (plane, gout))| {
+        for (g, i) in gout.iter().zip(maxpool_argmax(p, plane, hw, ohw)) {
+            if i != usize::MAX {
+                gplane[i] += g;
+            }
+        }
+    });
+    gx
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// For each element of the transposed sample, its offset in the input sample.
+pub fn transpose_gather_index(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    let in_strides = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let src_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let n: usize = shape.iter().product();
+    let mut index = Vec::with_capacity(n);
+    let mut counter = vec![0usize; out_shape.len()];
+    let mut offset = 0usize;
+    for _ in 0..n {
+        index.push(offset);
+        // Odometer increment over the output axes, last axis fastest.
+        for ax in (0..out_shape.len()).rev() {
+            counter[ax] += 1;
+            offset += src_strides[ax];
+            if counter[ax] < out_shape[ax] {
+                break;
+            }
+            offset -= src_strides[ax] * out_shape[ax];
+            counter[ax] = 0;
+        }
+    }
+    index
+}
+
+/// For each element of the input sample, its offset in the padded sample.
+pub fn pad_scatter_index(shape: &[usize], pads: &[usize]) -> Vec<usize> {
+    let rank = shape.len();
+    let out_shape: Vec<usize> = (0..rank).map(|i| shape[i] + pads[i] + pads[i + rank]).collect();
+    let out_strides = strides(&out_shape);
+    let base: usize = (0..rank).map(|i| pads[i] * out_strides[i]).sum();
+    let n: usize = shape.iter().product();
+    let mut index = Vec::with_capacity(n);
+    let mut counter = vec![0usize; rank];
+    let mut offset = base;
+    for _ in 0..n {
+        index.push(offset);
+        for ax in (0..rank).rev() {
+            counter[ax] += 1;
+            offset += out_strides[ax];
+            if counter[ax] < shape[ax] {
+                break;
+            }
+            offset -= out_strides[ax] * shape[ax];
+            counter[ax] = 0;
+        }
+    }
+    index
+}

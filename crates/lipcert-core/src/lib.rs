@@ -1,0 +1,16 @@
+//! lipcert-core: the network IR shared by every lipcert analysis, its batched forward
+//! pass in f64, vector-Jacobian products, Jacobians and dense parameter gradients.
+
+pub mod activation;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod graph;
+pub mod kernels;
+pub mod random;
+pub mod rng;
+
+pub use error::GraphError;
+pub use forward::{DenseGrad, Gradients, Trace};
+pub use graph::{Activation, Conv2d, Dense, Network, NetworkBuilder, Node, Op, Pool2d, ValueId};
+pub use rng::Rng;
