@@ -9,8 +9,10 @@ pub mod graph;
 pub mod kernels;
 pub mod random;
 pub mod rng;
+pub mod simplify;
 
 pub use error::GraphError;
 pub use forward::{DenseGrad, Gradients, Trace};
 pub use graph::{Activation, Conv2d, Dense, Network, NetworkBuilder, Node, Op, Pool2d, ValueId};
 pub use rng::Rng;
+pub use simplify::simplify;

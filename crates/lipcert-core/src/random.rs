@@ -20,7 +20,11 @@ fn random_conv(rng: &mut Rng, cin: usize, cout: usize, groups: usize, same: bool
     let (stride, dilation, pads) = if same {
         ([1, 1], [1, 1], [1, 1, 1, 1])
     } else {
-        ([1 + rng.below(2), 1 + rng.below(2)], [1 + rng.below(2), 1], [rng.below(2), rng.below(3), rng.below(3), rng.below(2)])
+        (
+            [1 + rng.below(2), 1 + rng.below(2)],
+            [1 + rng.below(2), 1],
+            [rng.below(2), rng.below(3), rng.below(3), rng.below(2)],
+        )
     };
     let fan_in = (cin / groups * k * k) as f64;
     Op::Conv2d(Conv2d {
@@ -58,7 +62,14 @@ pub fn random_network(rng: &mut Rng) -> Network {
     let mut b = NetworkBuilder::new("x", vec![1, 2, h, w]);
     let build = |b: &mut NetworkBuilder, rng: &mut Rng| -> Result<ValueId, GraphError> {
         let n = 2 * h * w;
-        let x = b.push("affine", Op::Affine { scale: rng.normals(n, 1.0), shift: rng.normals(n, 0.3) }, &[0])?;
+        let x = b.push(
+            "affine",
+            Op::Affine {
+                scale: rng.normals(n, 1.0),
+                shift: rng.normals(n, 0.3),
+            },
+            &[0],
+        )?;
         let groups = 1 + rng.below(2);
         let x = b.push("conv1", random_conv(rng, 2, 4, groups, false), &[x])?;
         let a1 = b.push("act1", Op::Activation(acts[0]), &[x])?;
@@ -81,9 +92,21 @@ pub fn random_network(rng: &mut Rng) -> Network {
         let x = b.push("avgpool", Op::AvgPool(pool(1, 1)), &[x])?;
         let x = b.push("maxpool", Op::MaxPool(pool(1 + rng.below(2), 0)), &[x])?;
         let x = b.push("act3", Op::Activation(acts[2]), &[x])?;
-        let x = b.push("nhwc", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[x])?;
+        let x = b.push(
+            "nhwc",
+            Op::Transpose {
+                perm: vec![0, 2, 3, 1],
+            },
+            &[x],
+        )?;
         let len: usize = b.shape(x).iter().product();
-        let x = b.push("flatten", Op::Reshape { shape: vec![1, len] }, &[x])?;
+        let x = b.push(
+            "flatten",
+            Op::Reshape {
+                shape: vec![1, len],
+            },
+            &[x],
+        )?;
         let mut x = b.push("fc1", random_dense(rng, len, 8), &[x])?;
         for (i, act) in acts[3..].iter().enumerate() {
             x = b.push(format!("act{}", i + 4), Op::Activation(*act), &[x])?;

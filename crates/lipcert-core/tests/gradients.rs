@@ -12,7 +12,10 @@ fn random_input(net: &Network, rng: &mut Rng) -> Vec<f64> {
 
 /// Max |a - b| / max(1, |b|) over the elements.
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f64::max)
 }
 
 proptest! {
@@ -93,7 +96,23 @@ proptest! {
 fn every_operator_appears_in_random_networks() {
     let net = random_network(&mut Rng::new(7));
     let kinds: std::collections::BTreeSet<&str> = net.nodes.iter().map(|n| n.op.kind()).collect();
-    for k in ["Affine", "Conv2d", "Add", "Pad", "AvgPool", "MaxPool", "Transpose", "Reshape", "Dense", "Relu", "LeakyRelu", "Elu", "Gelu", "Sigmoid", "Tanh"] {
+    for k in [
+        "Affine",
+        "Conv2d",
+        "Add",
+        "Pad",
+        "AvgPool",
+        "MaxPool",
+        "Transpose",
+        "Reshape",
+        "Dense",
+        "Relu",
+        "LeakyRelu",
+        "Elu",
+        "Gelu",
+        "Sigmoid",
+        "Tanh",
+    ] {
         assert!(kinds.contains(k), "missing {k}");
     }
 }

@@ -1,0 +1,104 @@
+use crate::render::{print_json, shape, table};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ONNX model.
+    model: PathBuf,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    if args.json {
+        let nodes: Vec<_> = net
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                json!({
+                    "name": n.name,
+                    "op": n.op.kind(),
+                    "inputs": n.inputs.iter().map(|&v| &net.value_names[v]).collect::<Vec<_>>(),
+                    "output_shape": net.shapes[k + 1],
+                    "params": n.op.param_count(),
+                })
+            })
+            .collect();
+        return print_json(&json!({
+            "file": args.model.display().to_string(),
+            "ir_version": m.ir_version,
+            "opset": m.opset,
+            "producer": m.producer,
+            "inputs": [{"name": net.input_name(), "shape": net.input_shape(), "declared_shape": m.declared_input}],
+            "outputs": [{"name": net.output_name(), "shape": net.output_shape(), "declared_shape": m.declared_output}],
+            "nodes": nodes,
+            "params": net.param_count(),
+            "notes": m.notes,
+        }));
+    }
+    println!(
+        "model    {}  (ONNX IR {}, opset {}, producer '{}')",
+        args.model.display(),
+        m.ir_version,
+        m.opset,
+        m.producer
+    );
+    println!(
+        "input    {}  {}  ({} elements; declared [{}])",
+        net.input_name(),
+        shape(net.input_shape()),
+        net.input_len(),
+        m.declared_input.join(", ")
+    );
+    println!(
+        "output   {}  {}",
+        net.output_name(),
+        shape(net.output_shape())
+    );
+    println!("params   {}", net.param_count());
+    println!();
+    let rows: Vec<Vec<String>> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            vec![
+                (k + 1).to_string(),
+                n.name.clone(),
+                n.op.kind().to_string(),
+                n.inputs
+                    .iter()
+                    .map(|&v| {
+                        if v == 0 {
+                            "input".to_string()
+                        } else {
+                            v.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                shape(&net.shapes[k + 1]),
+                n.op.param_count().to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["#", "node", "op", "from", "output shape", "params"],
+            &rows
+        )
+    );
+    if !m.notes.is_empty() {
+        println!();
+        for note in &m.notes {
+            println!("note: {note}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+pub mod eval;
+pub mod export;
+pub mod info;
+
+use anyhow::Context;
+use lipcert_io::{import_file, Imported};
+use std::path::Path;
+
+/// Loads a model; the error names the file.
+pub fn load_model(path: &Path) -> anyhow::Result<Imported> {
+    if !path.exists() {
+        anyhow::bail!("{}: no such file", path.display());
+    }
+    import_file(path)
+        .map_err(anyhow::Error::msg)
+        .context("cannot load the model")
+}
