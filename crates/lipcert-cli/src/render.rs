@@ -31,15 +31,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out
     };
     let mut s = line(header.to_vec());
-    s.push_str(&line(
-        width
-            .iter()
-            .map(|&w| "-".repeat(w))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| s.as_str())
-            .collect(),
-    ));
+    s.push_str(&line(width.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().iter().map(|s| s.as_str()).collect()));
     for r in rows {
         s.push_str(&line(r.iter().map(|c| c.as_str()).collect()));
     }
@@ -47,13 +39,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn shape(s: &[usize]) -> String {
-    format!(
-        "[{}]",
-        s.iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -23,9 +23,7 @@ impl Activation {
                     alpha * x.exp_m1()
                 }
             }
-            Activation::Gelu { tanh_approx: false } => {
-                0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
-            }
+            Activation::Gelu { tanh_approx: false } => 0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2),
             Activation::Gelu { tanh_approx: true } => {
                 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
             }
@@ -60,8 +58,7 @@ impl Activation {
                 }
             }
             Activation::Gelu { tanh_approx: false } => {
-                0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
-                    + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+                0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
             }
             Activation::Gelu { tanh_approx: true } => {
                 let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);

@@ -38,23 +38,10 @@ pub fn demo_network() -> Network {
     let mut b = NetworkBuilder::new("image", vec![1, 1, 12, 12]);
     let build = |b: &mut NetworkBuilder, rng: &mut Rng| -> Result<Network, crate::GraphError> {
         let n = 144;
-        let x = b.push(
-            "normalize",
-            Op::Affine {
-                scale: vec![1.0 / 0.3; n],
-                shift: vec![-0.5 / 0.3; n],
-            },
-            &[0],
-        )?;
+        let x = b.push("normalize", Op::Affine { scale: vec![1.0 / 0.3; n], shift: vec![-0.5 / 0.3; n] }, &[0])?;
         let x = b.push("conv1", conv(rng, 1, 4, 3, 1, 1), &[x])?;
         let x = b.push("relu1", Op::Activation(Activation::Relu), &[x])?;
-        let pool = Pool2d {
-            kernel: [2, 2],
-            stride: [2, 2],
-            pads: [0; 4],
-            dilation: [1, 1],
-            count_include_pad: false,
-        };
+        let pool = Pool2d { kernel: [2, 2], stride: [2, 2], pads: [0; 4], dilation: [1, 1], count_include_pad: false };
         let x = b.push("pool1", Op::AvgPool(pool), &[x])?;
         let x = b.push("conv2", conv(rng, 4, 8, 3, 2, 1), &[x])?;
         let x = b.push("relu2", Op::Activation(Activation::Relu), &[x])?;

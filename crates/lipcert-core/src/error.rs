@@ -4,11 +4,7 @@ use thiserror::Error;
 pub enum GraphError {
     /// A node whose operator does not fit its inputs or has invalid parameters.
     #[error("node '{node}' ({op}): {message}")]
-    Node {
-        node: String,
-        op: &'static str,
-        message: String,
-    },
+    Node { node: String, op: &'static str, message: String },
     /// Input data that does not fit the network.
     #[error("{0}")]
     Data(String),

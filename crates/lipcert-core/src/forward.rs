@@ -100,10 +100,7 @@ impl Network {
                 let index = kernels::pad_scatter_index(in_shape, pads);
                 let out_len = self.value_len(out);
                 let mut y = vec![*value; n * out_len];
-                for (dst, src) in y
-                    .chunks_exact_mut(out_len)
-                    .zip(x.chunks_exact(index.len().max(1)))
-                {
+                for (dst, src) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(index.len().max(1))) {
                     for (&i, &v) in index.iter().zip(src) {
                         dst[i] = v;
                     }
@@ -129,11 +126,8 @@ impl Network {
         let mut values: Vec<Option<Vec<f64>>> = vec![None; self.shapes.len()];
         values[0] = Some(x.to_vec());
         for (k, node) in self.nodes.iter().enumerate() {
-            let inputs: Vec<&[f64]> = node
-                .inputs
-                .iter()
-                .map(|&v| values[v].as_deref().expect("topological order"))
-                .collect();
+            let inputs: Vec<&[f64]> =
+                node.inputs.iter().map(|&v| values[v].as_deref().expect("topological order")).collect();
             let y = self.eval_node(node, k + 1, &inputs, n);
             values[k + 1] = Some(y);
             // Free what no later node reads.
@@ -170,13 +164,7 @@ impl Network {
             Op::Dense(d) => single(kernels::dense_backward(d, gy, gy.len() / d.out_features)),
             Op::Conv2d(c) => {
                 let (lead, _, hw) = spatial(in_shape);
-                single(kernels::conv_backward(
-                    c,
-                    gy,
-                    n * lead,
-                    hw,
-                    [out_shape[2], out_shape[3]],
-                ))
+                single(kernels::conv_backward(c, gy, n * lead, hw, [out_shape[2], out_shape[3]]))
             }
             Op::Affine { scale, .. } => {
                 let mut g = gy.to_vec();
@@ -187,33 +175,15 @@ impl Network {
                 }
                 single(g)
             }
-            Op::Activation(a) => single(
-                x.iter()
-                    .zip(gy)
-                    .map(|(&v, &g)| g * a.derivative(v))
-                    .collect(),
-            ),
+            Op::Activation(a) => single(x.iter().zip(gy).map(|(&v, &g)| g * a.derivative(v)).collect()),
             Op::Add => vec![gy.to_vec(), gy.to_vec()],
             Op::AvgPool(p) => {
                 let (lead, ch, hw) = spatial(in_shape);
-                single(kernels::avgpool_backward(
-                    p,
-                    gy,
-                    n * lead * ch,
-                    hw,
-                    [out_shape[2], out_shape[3]],
-                ))
+                single(kernels::avgpool_backward(p, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]]))
             }
             Op::MaxPool(p) => {
                 let (lead, ch, hw) = spatial(in_shape);
-                single(kernels::maxpool_backward(
-                    p,
-                    x,
-                    gy,
-                    n * lead * ch,
-                    hw,
-                    [out_shape[2], out_shape[3]],
-                ))
+                single(kernels::maxpool_backward(p, x, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]]))
             }
             Op::Pad { pads, .. } => {
                 let index = kernels::pad_scatter_index(in_shape, pads);
@@ -228,10 +198,7 @@ impl Network {
             Op::Transpose { perm } => {
                 let index = kernels::transpose_gather_index(in_shape, perm);
                 let mut g = vec![0.0; gy.len()];
-                for (dst, src) in g
-                    .chunks_exact_mut(index.len().max(1))
-                    .zip(gy.chunks_exact(index.len().max(1)))
-                {
+                for (dst, src) in g.chunks_exact_mut(index.len().max(1)).zip(gy.chunks_exact(index.len().max(1))) {
                     for (&i, &v) in index.iter().zip(src) {
                         dst[i] = v;
                     }
@@ -244,12 +211,7 @@ impl Network {
     /// Vector-Jacobian product: for each sample, seed^T J(x). `seed` is `[n, output_len]`.
     /// With `dense_params`, also returns the gradients of every dense node's parameters
     /// (of the sum over the batch of seed . f(x)).
-    pub fn vjp(
-        &self,
-        trace: &Trace,
-        seed: &[f64],
-        dense_params: bool,
-    ) -> Result<Gradients, GraphError> {
+    pub fn vjp(&self, trace: &Trace, seed: &[f64], dense_params: bool) -> Result<Gradients, GraphError> {
         if seed.len() != trace.n * self.output_len() {
             return Err(GraphError::Data(format!(
                 "seed has {} values, expected {} samples x {} outputs",
@@ -268,25 +230,18 @@ impl Network {
             if dense_params {
                 if let Op::Dense(d) = &node.op {
                     let x = &trace.values[node.inputs[0]];
-                    let (weight, bias) =
-                        kernels::dense_param_grads(d, x, &gy, x.len() / d.in_features);
+                    let (weight, bias) = kernels::dense_param_grads(d, x, &gy, x.len() / d.in_features);
                     dense[k] = Some(DenseGrad { weight, bias });
                 }
             }
-            for (&v, g) in node
-                .inputs
-                .iter()
-                .zip(self.node_vjp(node, k + 1, trace, &gy))
-            {
+            for (&v, g) in node.inputs.iter().zip(self.node_vjp(node, k + 1, trace, &gy)) {
                 match &mut grads[v] {
                     Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
                     slot @ None => *slot = Some(g),
                 }
             }
         }
-        let input = grads[0]
-            .take()
-            .unwrap_or_else(|| vec![0.0; trace.n * self.input_len()]);
+        let input = grads[0].take().unwrap_or_else(|| vec![0.0; trace.n * self.input_len()]);
         Ok(Gradients { input, dense })
     }
 

@@ -155,11 +155,7 @@ impl Op {
     /// Output shape for the given input shapes, or a description of why they do not fit.
     pub fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         if inputs.len() != self.arity() {
-            return Err(format!(
-                "expects {} input(s), got {}",
-                self.arity(),
-                inputs.len()
-            ));
+            return Err(format!("expects {} input(s), got {}", self.arity(), inputs.len()));
         }
         let x = inputs[0];
         let numel: usize = x.iter().product();
@@ -167,10 +163,7 @@ impl Op {
             Op::Dense(d) => {
                 let last = *x.last().ok_or("Dense needs an input of rank >= 1")?;
                 if last != d.in_features {
-                    return Err(format!(
-                        "input's last axis is {last}, weight expects {}",
-                        d.in_features
-                    ));
+                    return Err(format!("input's last axis is {last}, weight expects {}", d.in_features));
                 }
                 check_len("weight", d.weight.len(), d.out_features * d.in_features)?;
                 check_len("bias", d.bias.len(), d.out_features)?;
@@ -181,13 +174,9 @@ impl Op {
             Op::Conv2d(c) => {
                 let [lead, ch, h, w] = rank4(x)?;
                 if ch != c.in_channels {
-                    return Err(format!(
-                        "input has {ch} channels, weight expects {}",
-                        c.in_channels
-                    ));
+                    return Err(format!("input has {ch} channels, weight expects {}", c.in_channels));
                 }
-                if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0
-                {
+                if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
                     return Err(format!(
                         "groups = {} does not divide {} input and {} output channels",
                         c.groups, c.in_channels, c.out_channels
@@ -221,39 +210,22 @@ impl Op {
             }
             Op::Pad { pads, .. } => {
                 if pads.len() != 2 * x.len() {
-                    return Err(format!(
-                        "{} pads for an input of rank {}",
-                        pads.len(),
-                        x.len()
-                    ));
+                    return Err(format!("{} pads for an input of rank {}", pads.len(), x.len()));
                 }
-                Ok(x.iter()
-                    .enumerate()
-                    .map(|(i, d)| d + pads[i] + pads[i + x.len()])
-                    .collect())
+                Ok(x.iter().enumerate().map(|(i, d)| d + pads[i] + pads[i + x.len()]).collect())
             }
             Op::Reshape { shape } => {
                 let n: usize = shape.iter().product();
                 if n != numel {
-                    return Err(format!(
-                        "cannot reshape {:?} ({numel} elements) to {:?}",
-                        x, shape
-                    ));
+                    return Err(format!("cannot reshape {:?} ({numel} elements) to {:?}", x, shape));
                 }
                 Ok(shape.clone())
             }
             Op::Transpose { perm } => {
                 let mut seen = vec![false; x.len()];
-                if perm.len() != x.len()
-                    || perm
-                        .iter()
-                        .any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
+                if perm.len() != x.len() || perm.iter().any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
                 {
-                    return Err(format!(
-                        "perm {:?} is not a permutation of the {} axes",
-                        perm,
-                        x.len()
-                    ));
+                    return Err(format!("perm {:?} is not a permutation of the {} axes", perm, x.len()));
                 }
                 Ok(perm.iter().map(|&p| x[p]).collect())
             }
@@ -269,8 +241,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
 }
 
 fn rank4(x: &[usize]) -> Result<[usize; 4], String> {
-    <[usize; 4]>::try_from(x)
-        .map_err(|_| format!("needs a rank-4 [N, C, H, W] input, got shape {:?}", x))
+    <[usize; 4]>::try_from(x).map_err(|_| format!("needs a rank-4 [N, C, H, W] input, got shape {:?}", x))
 }
 
 /// Output size of a sliding window (convolution or pooling, floor mode).
@@ -282,20 +253,17 @@ pub fn window_output(
     pads: [usize; 4],
     dilation: [usize; 2],
 ) -> Result<(usize, usize), String> {
-    let dim =
-        |n: usize, k: usize, s: usize, p0: usize, p1: usize, d: usize| -> Result<usize, String> {
-            if k == 0 || s == 0 || d == 0 {
-                return Err("kernel, stride and dilation must be positive".into());
-            }
-            let span = d * (k - 1) + 1;
-            let padded = n + p0 + p1;
-            if padded < span {
-                return Err(format!(
-                    "window {span} is larger than the padded input {padded}"
-                ));
-            }
-            Ok((padded - span) / s + 1)
-        };
+    let dim = |n: usize, k: usize, s: usize, p0: usize, p1: usize, d: usize| -> Result<usize, String> {
+        if k == 0 || s == 0 || d == 0 {
+            return Err("kernel, stride and dilation must be positive".into());
+        }
+        let span = d * (k - 1) + 1;
+        let padded = n + p0 + p1;
+        if padded < span {
+            return Err(format!("window {span} is larger than the padded input {padded}"));
+        }
+        Ok((padded - span) / s + 1)
+    };
     Ok((
         dim(h, kernel[0], stride[0], pads[0], pads[2], dilation[0])?,
         dim(w, kernel[1], stride[1], pads[1], pads[3], dilation[1])?,
@@ -407,82 +375,46 @@ impl NetworkBuilder {
     }
 
     /// Appends a node; its output value is named after the node.
-    pub fn push(
-        &mut self,
-        name: impl Into<String>,
-        op: Op,
-        inputs: &[ValueId],
-    ) -> Result<ValueId, GraphError> {
+    pub fn push(&mut self, name: impl Into<String>, op: Op, inputs: &[ValueId]) -> Result<ValueId, GraphError> {
         let name = name.into();
-        let err = |message: String| GraphError::Node {
-            node: name.clone(),
-            op: op.kind(),
-            message,
-        };
+        let err = |message: String| GraphError::Node { node: name.clone(), op: op.kind(), message };
         if let Some(&bad) = inputs.iter().find(|&&v| v >= self.net.shapes.len()) {
             return Err(err(format!("input value {bad} does not exist yet")));
         }
         for p in op.params() {
             if let Some(i) = p.iter().position(|v| !v.is_finite()) {
-                return Err(err(format!(
-                    "parameter {i} is {} (NaN or infinite weights)",
-                    p[i]
-                )));
+                return Err(err(format!("parameter {i} is {} (NaN or infinite weights)", p[i])));
             }
         }
-        let shapes: Vec<&[usize]> = inputs
-            .iter()
-            .map(|&v| self.net.shapes[v].as_slice())
-            .collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&v| self.net.shapes[v].as_slice()).collect();
         let out_shape = op.output_shape(&shapes).map_err(err)?;
         self.net.value_names.push(name.clone());
         self.net.shapes.push(out_shape);
-        self.net.nodes.push(Node {
-            name,
-            op,
-            inputs: inputs.to_vec(),
-        });
+        self.net.nodes.push(Node { name, op, inputs: inputs.to_vec() });
         Ok(self.net.nodes.len())
     }
 
     /// Replaces the operator of an existing node when its output shape stays the same
     /// (folding BatchNorm or an affine map into the preceding linear node).
     pub fn replace_op(&mut self, v: ValueId, op: Op) -> Result<(), GraphError> {
-        let k = v
-            .checked_sub(1)
-            .ok_or_else(|| GraphError::Invalid("cannot replace the input".into()))?;
+        let k = v.checked_sub(1).ok_or_else(|| GraphError::Invalid("cannot replace the input".into()))?;
         let node = &self.net.nodes[k];
-        let shapes: Vec<&[usize]> = node
-            .inputs
-            .iter()
-            .map(|&i| self.net.shapes[i].as_slice())
-            .collect();
-        let shape = op
-            .output_shape(&shapes)
-            .map_err(|message| GraphError::Node {
-                node: node.name.clone(),
-                op: op.kind(),
-                message,
-            })?;
+        let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| self.net.shapes[i].as_slice()).collect();
+        let shape = op.output_shape(&shapes).map_err(|message| GraphError::Node {
+            node: node.name.clone(),
+            op: op.kind(),
+            message,
+        })?;
         if shape != self.net.shapes[v] {
-            return Err(GraphError::Invalid(format!(
-                "replacing node '{}' changes its shape",
-                node.name
-            )));
+            return Err(GraphError::Invalid(format!("replacing node '{}' changes its shape", node.name)));
         }
         self.net.nodes[k].op = op;
         Ok(())
     }
 
-    pub fn finish(
-        mut self,
-        output: ValueId,
-        output_name: impl Into<String>,
-    ) -> Result<Network, GraphError> {
+    pub fn finish(mut self, output: ValueId, output_name: impl Into<String>) -> Result<Network, GraphError> {
         if output >= self.net.shapes.len() {
-            return Err(GraphError::Invalid(format!(
-                "output value {output} does not exist"
-            )));
+            return Err(GraphError::Invalid(format!("output value {output} does not exist")));
         }
         self.net.output = output;
         self.net.output_name = output_name.into();
@@ -501,8 +433,7 @@ impl NetworkBuilder {
         }
         let mut new_id = vec![usize::MAX; self.net.shapes.len()];
         new_id[0] = 0;
-        let mut out =
-            NetworkBuilder::new(self.net.value_names[0].clone(), self.net.shapes[0].clone());
+        let mut out = NetworkBuilder::new(self.net.value_names[0].clone(), self.net.shapes[0].clone());
         for (k, node) in std::mem::take(&mut self.net.nodes).into_iter().enumerate() {
             if needed[k + 1] {
                 let inputs: Vec<ValueId> = node.inputs.iter().map(|&i| new_id[i]).collect();

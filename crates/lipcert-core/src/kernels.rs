@@ -33,22 +33,10 @@ pub fn gemm(
         }
         return;
     }
-    let a = if ta {
-        MatRef::from_row_major_slice(a, k, m).transpose()
-    } else {
-        MatRef::from_row_major_slice(a, m, k)
-    };
-    let b = if tb {
-        MatRef::from_row_major_slice(b, n, k).transpose()
-    } else {
-        MatRef::from_row_major_slice(b, k, n)
-    };
+    let a = if ta { MatRef::from_row_major_slice(a, k, m).transpose() } else { MatRef::from_row_major_slice(a, m, k) };
+    let b = if tb { MatRef::from_row_major_slice(b, n, k).transpose() } else { MatRef::from_row_major_slice(b, k, n) };
     let dst = MatMut::from_row_major_slice_mut(dst, m, n);
-    let accum = if accumulate {
-        Accum::Add
-    } else {
-        Accum::Replace
-    };
+    let accum = if accumulate { Accum::Add } else { Accum::Replace };
     faer::linalg::matmul::matmul(dst, accum, a, b, 1.0, par);
 }
 
@@ -68,16 +56,7 @@ pub fn dense_forward(d: &Dense, x: &[f64], rows: usize) -> Vec<f64> {
         y.extend_from_slice(&d.bias);
     }
     let work = rows * d.in_features * d.out_features;
-    gemm(
-        &mut y,
-        x,
-        false,
-        &d.weight,
-        true,
-        (rows, d.in_features, d.out_features),
-        true,
-        par_for(work),
-    );
+    gemm(&mut y, x, false, &d.weight, true, (rows, d.in_features, d.out_features), true, par_for(work));
     y
 }
 
@@ -85,16 +64,7 @@ pub fn dense_forward(d: &Dense, x: &[f64], rows: usize) -> Vec<f64> {
 pub fn dense_backward(d: &Dense, gy: &[f64], rows: usize) -> Vec<f64> {
     let mut gx = vec![0.0; rows * d.in_features];
     let work = rows * d.in_features * d.out_features;
-    gemm(
-        &mut gx,
-        gy,
-        false,
-        &d.weight,
-        false,
-        (rows, d.out_features, d.in_features),
-        false,
-        par_for(work),
-    );
+    gemm(&mut gx, gy, false, &d.weight, false, (rows, d.out_features, d.in_features), false, par_for(work));
     gx
 }
 
@@ -102,16 +72,7 @@ pub fn dense_backward(d: &Dense, gy: &[f64], rows: usize) -> Vec<f64> {
 pub fn dense_param_grads(d: &Dense, x: &[f64], gy: &[f64], rows: usize) -> (Vec<f64>, Vec<f64>) {
     let mut gw = vec![0.0; d.out_features * d.in_features];
     let work = rows * d.in_features * d.out_features;
-    gemm(
-        &mut gw,
-        gy,
-        true,
-        x,
-        false,
-        (d.out_features, rows, d.in_features),
-        false,
-        par_for(work),
-    );
+    gemm(&mut gw, gy, true, x, false, (d.out_features, rows, d.in_features), false, par_for(work));
     let mut gb = vec![0.0; d.out_features];
     for row in gy.chunks_exact(d.out_features) {
         for (b, g) in gb.iter_mut().zip(row) {
@@ -138,15 +99,7 @@ struct ConvGeometry {
 impl ConvGeometry {
     fn new(c: &Conv2d, h: usize, w: usize, oh: usize, ow: usize) -> Self {
         let cg = c.in_channels / c.groups;
-        ConvGeometry {
-            h,
-            w,
-            oh,
-            ow,
-            cg,
-            og: c.out_channels / c.groups,
-            k: cg * c.kernel[0] * c.kernel[1],
-        }
+        ConvGeometry { h, w, oh, ow, cg, og: c.out_channels / c.groups, k: cg * c.kernel[0] * c.kernel[1] }
     }
     fn p(&self) -> usize {
         self.oh * self.ow
@@ -156,12 +109,7 @@ impl ConvGeometry {
 /// Visits every (im2col row, output position, input offset) triple of group `g`, where the
 /// input offset is None for positions in the zero padding.
 #[inline]
-fn for_each_tap(
-    c: &Conv2d,
-    geo: &ConvGeometry,
-    g: usize,
-    mut f: impl FnMut(usize, usize, Option<usize>),
-) {
+fn for_each_tap(c: &Conv2d, geo: &ConvGeometry, g: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
     let [kh, kw] = c.kernel;
     for ci in 0..geo.cg {
         let chan = (g * geo.cg + ci) * geo.h * geo.w;
@@ -172,8 +120,7 @@ fn for_each_tap(
                     let iy = (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
                     let y_ok = iy >= 0 && (iy as usize) < geo.h;
                     for ox in 0..geo.ow {
-                        let ix =
-                            (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
+                        let ix = (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
                         let inside = y_ok && ix >= 0 && (ix as usize) < geo.w;
                         let src = inside.then(|| chan + iy as usize * geo.w + ix as usize);
                         f(row, oy * geo.ow + ox, src);
@@ -186,9 +133,7 @@ fn for_each_tap(
 
 fn im2col(c: &Conv2d, geo: &ConvGeometry, g: usize, img: &[f64], cols: &mut [f64]) {
     let p = geo.p();
-    for_each_tap(c, geo, g, |row, pos, src| {
-        cols[row * p + pos] = src.map_or(0.0, |s| img[s])
-    });
+    for_each_tap(c, geo, g, |row, pos, src| cols[row * p + pos] = src.map_or(0.0, |s| img[s]));
 }
 
 fn col2im_add(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], img: &mut [f64]) {
@@ -201,19 +146,9 @@ fn col2im_add(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], img: &mut 
 }
 
 /// Convolution forward on `images` images of shape `[C, H, W]`, output `[O, OH, OW]` each.
-pub fn conv_forward(
-    c: &Conv2d,
-    x: &[f64],
-    images: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn conv_forward(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
-    let (in_len, out_len, p) = (
-        c.in_channels * geo.h * geo.w,
-        c.out_channels * geo.p(),
-        geo.p(),
-    );
+    let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
     let mut y = vec![0.0; images * out_len];
     let one_image = |img: &[f64], out: &mut [f64], cols: &mut Vec<f64>, par: Par| {
         for g in 0..c.groups {
@@ -223,16 +158,7 @@ pub fn conv_forward(
                 row.fill(c.bias[g * geo.og + o]);
             }
             let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
-            gemm(
-                out_g,
-                w_g,
-                false,
-                cols,
-                false,
-                (geo.og, geo.k, p),
-                true,
-                par,
-            );
+            gemm(out_g, w_g, false, cols, false, (geo.og, geo.k, p), true, par);
         }
     };
     if images == 1 {
@@ -241,51 +167,27 @@ pub fn conv_forward(
     } else {
         y.par_chunks_mut(out_len)
             .zip(x.par_chunks(in_len))
-            .for_each_init(
-                || vec![0.0; geo.k * p],
-                |cols, (out, img)| one_image(img, out, cols, Par::Seq),
-            );
+            .for_each_init(|| vec![0.0; geo.k * p], |cols, (out, img)| one_image(img, out, cols, Par::Seq));
     }
     y
 }
 
 /// Convolution backward to the input.
-pub fn conv_backward(
-    c: &Conv2d,
-    gy: &[f64],
-    images: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn conv_backward(c: &Conv2d, gy: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
-    let (in_len, out_len, p) = (
-        c.in_channels * geo.h * geo.w,
-        c.out_channels * geo.p(),
-        geo.p(),
-    );
+    let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
     let mut gx = vec![0.0; images * in_len];
-    gx.par_chunks_mut(in_len)
-        .zip(gy.par_chunks(out_len))
-        .for_each_init(
-            || vec![0.0; geo.k * p],
-            |cols, (gimg, gout)| {
-                for g in 0..c.groups {
-                    let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
-                    let gy_g = &gout[g * geo.og * p..(g + 1) * geo.og * p];
-                    gemm(
-                        cols,
-                        w_g,
-                        true,
-                        gy_g,
-                        false,
-                        (geo.k, geo.og, p),
-                        false,
-                        Par::Seq,
-                    );
-                    col2im_add(c, &geo, g, cols, gimg);
-                }
-            },
-        );
+    gx.par_chunks_mut(in_len).zip(gy.par_chunks(out_len)).for_each_init(
+        || vec![0.0; geo.k * p],
+        |cols, (gimg, gout)| {
+            for g in 0..c.groups {
+                let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
+                let gy_g = &gout[g * geo.og * p..(g + 1) * geo.og * p];
+                gemm(cols, w_g, true, gy_g, false, (geo.k, geo.og, p), false, Par::Seq);
+                col2im_add(c, &geo, g, cols, gimg);
+            }
+        },
+    );
     gx
 }
 
@@ -321,12 +223,8 @@ pub fn avgpool_divisors(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64>
         let padded = [hw[0] + p.pads[0] + p.pads[2], hw[1] + p.pads[1] + p.pads[3]];
         for oy in 0..ohw[0] {
             for ox in 0..ohw[1] {
-                let cy = (0..p.kernel[0])
-                    .filter(|ki| oy * p.stride[0] + ki * p.dilation[0] < padded[0])
-                    .count();
-                let cx = (0..p.kernel[1])
-                    .filter(|kj| ox * p.stride[1] + kj * p.dilation[1] < padded[1])
-                    .count();
+                let cy = (0..p.kernel[0]).filter(|ki| oy * p.stride[0] + ki * p.dilation[0] < padded[0]).count();
+                let cx = (0..p.kernel[1]).filter(|kj| ox * p.stride[1] + kj * p.dilation[1] < padded[1]).count();
                 d[oy * ohw[1] + ox] = (cy * cx) as f64;
             }
         }
@@ -337,42 +235,26 @@ pub fn avgpool_divisors(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64>
 }
 
 /// Average pooling on `planes` planes.
-pub fn avgpool_forward(
-    p: &Pool2d,
-    x: &[f64],
-    planes: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn avgpool_forward(p: &Pool2d, x: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let div = avgpool_divisors(p, hw, ohw);
     let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
     let mut y = vec![0.0; planes * ol];
-    y.par_chunks_mut(ol)
-        .zip(x.par_chunks(il))
-        .for_each(|(out, plane)| {
-            for_each_window(p, hw, ohw, |o, i| out[o] += plane[i]);
-            for (v, d) in out.iter_mut().zip(&div) {
-                *v /= d;
-            }
-        });
+    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each(|(out, plane)| {
+        for_each_window(p, hw, ohw, |o, i| out[o] += plane[i]);
+        for (v, d) in out.iter_mut().zip(&div) {
+            *v /= d;
+        }
+    });
     y
 }
 
-pub fn avgpool_backward(
-    p: &Pool2d,
-    gy: &[f64],
-    planes: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn avgpool_backward(p: &Pool2d, gy: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let div = avgpool_divisors(p, hw, ohw);
     let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
     let mut gx = vec![0.0; planes * il];
-    gx.par_chunks_mut(il)
-        .zip(gy.par_chunks(ol))
-        .for_each(|(gplane, gout)| {
-            for_each_window(p, hw, ohw, |o, i| gplane[i] += gout[o] / div[o]);
-        });
+    gx.par_chunks_mut(il).zip(gy.par_chunks(ol)).for_each(|(gplane, gout)| {
+        for_each_window(p, hw, ohw, |o, i| gplane[i] += gout[o] / div[o]);
+    });
     gx
 }
 
@@ -389,48 +271,27 @@ pub fn maxpool_argmax(p: &Pool2d, plane: &[f64], hw: [usize; 2], ohw: [usize; 2]
     best
 }
 
-pub fn maxpool_forward(
-    p: &Pool2d,
-    x: &[f64],
-    planes: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn maxpool_forward(p: &Pool2d, x: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
     let mut y = vec![0.0; planes * ol];
-    y.par_chunks_mut(ol)
-        .zip(x.par_chunks(il))
-        .for_each(|(out, plane)| {
-            for (v, i) in out.iter_mut().zip(maxpool_argmax(p, plane, hw, ohw)) {
-                *v = if i == usize::MAX {
-                    f64::NEG_INFINITY
-                } else {
-                    plane[i]
-                };
-            }
-        });
+    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each(|(out, plane)| {
+        for (v, i) in out.iter_mut().zip(maxpool_argmax(p, plane, hw, ohw)) {
+            *v = if i == usize::MAX { f64::NEG_INFINITY } else { plane[i] };
+        }
+    });
     y
 }
 
-pub fn maxpool_backward(
-    p: &Pool2d,
-    x: &[f64],
-    gy: &[f64],
-    planes: usize,
-    hw: [usize; 2],
-    ohw: [usize; 2],
-) -> Vec<f64> {
+pub fn maxpool_backward(p: &Pool2d, x: &[f64], gy: &[f64], planes: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let (il, ol) = (hw[0] * hw[1], ohw[0] * ohw[1]);
     let mut gx = vec![0.0; planes * il];
-    gx.par_chunks_mut(il)
-        .zip(x.par_chunks(il).zip(gy.par_chunks(ol)))
-        .for_each(|(gplane, (plane, gout))| {
-            for (g, i) in gout.iter().zip(maxpool_argmax(p, plane, hw, ohw)) {
-                if i != usize::MAX {
-                    gplane[i] += g;
-                }
+    gx.par_chunks_mut(il).zip(x.par_chunks(il).zip(gy.par_chunks(ol))).for_each(|(gplane, (plane, gout))| {
+        for (g, i) in gout.iter().zip(maxpool_argmax(p, plane, hw, ohw)) {
+            if i != usize::MAX {
+                gplane[i] += g;
             }
-        });
+        }
+    });
     gx
 }
 
@@ -471,9 +332,7 @@ pub fn transpose_gather_index(shape: &[usize], perm: &[usize]) -> Vec<usize> {
 /// For each element of the input sample, its offset in the padded sample.
 pub fn pad_scatter_index(shape: &[usize], pads: &[usize]) -> Vec<usize> {
     let rank = shape.len();
-    let out_shape: Vec<usize> = (0..rank)
-        .map(|i| shape[i] + pads[i] + pads[i + rank])
-        .collect();
+    let out_shape: Vec<usize> = (0..rank).map(|i| shape[i] + pads[i] + pads[i + rank]).collect();
     let out_strides = strides(&out_shape);
     let base: usize = (0..rank).map(|i| pads[i] * out_strides[i]).sum();
     let n: usize = shape.iter().product();

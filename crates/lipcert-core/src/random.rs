@@ -5,10 +5,11 @@ use crate::graph::{Activation, Conv2d, Dense, Network, NetworkBuilder, Op, Pool2
 use crate::rng::Rng;
 use crate::GraphError;
 
+/// Slopes are exact in f32, as ONNX stores activation attributes in f32.
 pub const ALL_ACTIVATIONS: [Activation; 7] = [
     Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Elu { alpha: 0.7 },
+    Activation::LeakyRelu { alpha: 0.125 },
+    Activation::Elu { alpha: 0.75 },
     Activation::Gelu { tanh_approx: false },
     Activation::Gelu { tanh_approx: true },
     Activation::Sigmoid,
@@ -62,14 +63,7 @@ pub fn random_network(rng: &mut Rng) -> Network {
     let mut b = NetworkBuilder::new("x", vec![1, 2, h, w]);
     let build = |b: &mut NetworkBuilder, rng: &mut Rng| -> Result<ValueId, GraphError> {
         let n = 2 * h * w;
-        let x = b.push(
-            "affine",
-            Op::Affine {
-                scale: rng.normals(n, 1.0),
-                shift: rng.normals(n, 0.3),
-            },
-            &[0],
-        )?;
+        let x = b.push("affine", Op::Affine { scale: rng.normals(n, 1.0), shift: rng.normals(n, 0.3) }, &[0])?;
         let groups = 1 + rng.below(2);
         let x = b.push("conv1", random_conv(rng, 2, 4, groups, false), &[x])?;
         let a1 = b.push("act1", Op::Activation(acts[0]), &[x])?;
@@ -92,21 +86,9 @@ pub fn random_network(rng: &mut Rng) -> Network {
         let x = b.push("avgpool", Op::AvgPool(pool(1, 1)), &[x])?;
         let x = b.push("maxpool", Op::MaxPool(pool(1 + rng.below(2), 0)), &[x])?;
         let x = b.push("act3", Op::Activation(acts[2]), &[x])?;
-        let x = b.push(
-            "nhwc",
-            Op::Transpose {
-                perm: vec![0, 2, 3, 1],
-            },
-            &[x],
-        )?;
+        let x = b.push("nhwc", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[x])?;
         let len: usize = b.shape(x).iter().product();
-        let x = b.push(
-            "flatten",
-            Op::Reshape {
-                shape: vec![1, len],
-            },
-            &[x],
-        )?;
+        let x = b.push("flatten", Op::Reshape { shape: vec![1, len] }, &[x])?;
         let mut x = b.push("fc1", random_dense(rng, len, 8), &[x])?;
         for (i, act) in acts[3..].iter().enumerate() {
             x = b.push(format!("act{}", i + 4), Op::Activation(*act), &[x])?;

@@ -21,17 +21,9 @@ fn is_identity(scale: &[f64], shift: &[f64]) -> bool {
 /// `shape` is the per-sample shape of op's output.
 fn fold(op: &Op, shape: &[usize], scale: &[f64], shift: &[f64]) -> Option<Op> {
     match op {
-        Op::Affine {
-            scale: s1,
-            shift: t1,
-        } => Some(Op::Affine {
+        Op::Affine { scale: s1, shift: t1 } => Some(Op::Affine {
             scale: s1.iter().zip(scale).map(|(a, b)| a * b).collect(),
-            shift: t1
-                .iter()
-                .zip(scale)
-                .zip(shift)
-                .map(|((t, s), u)| t * s + u)
-                .collect(),
+            shift: t1.iter().zip(scale).zip(shift).map(|((t, s), u)| t * s + u).collect(),
         }),
         Op::Dense(d) => {
             // The map must depend on the output feature only (same for every row).
@@ -42,9 +34,7 @@ fn fold(op: &Op, shape: &[usize], scale: &[f64], shift: &[f64]) -> Option<Op> {
             }
             let mut d = d.clone();
             for i in 0..o {
-                d.weight[i * d.in_features..(i + 1) * d.in_features]
-                    .iter_mut()
-                    .for_each(|w| *w *= scale[i]);
+                d.weight[i * d.in_features..(i + 1) * d.in_features].iter_mut().for_each(|w| *w *= scale[i]);
                 d.bias[i] = d.bias[i] * scale[i] + shift[i];
             }
             Some(Op::Dense(d))
@@ -54,18 +44,13 @@ fn fold(op: &Op, shape: &[usize], scale: &[f64], shift: &[f64]) -> Option<Op> {
             let (ch, plane) = (shape[1], shape[2] * shape[3]);
             let per_channel = |v: &[f64]| -> Option<Vec<f64>> {
                 let first: Vec<f64> = (0..ch).map(|k| v[k * plane]).collect();
-                v.chunks_exact(plane)
-                    .enumerate()
-                    .all(|(i, p)| p.iter().all(|&x| x == first[i % ch]))
-                    .then_some(first)
+                v.chunks_exact(plane).enumerate().all(|(i, p)| p.iter().all(|&x| x == first[i % ch])).then_some(first)
             };
             let (s, t) = (per_channel(scale)?, per_channel(shift)?);
             let mut c = c.clone();
             let per_out = c.weight.len() / c.out_channels;
             for k in 0..c.out_channels {
-                c.weight[k * per_out..(k + 1) * per_out]
-                    .iter_mut()
-                    .for_each(|w| *w *= s[k]);
+                c.weight[k * per_out..(k + 1) * per_out].iter_mut().for_each(|w| *w *= s[k]);
                 c.bias[k] = c.bias[k] * s[k] + t[k];
             }
             Some(Op::Conv2d(c))
@@ -74,11 +59,7 @@ fn fold(op: &Op, shape: &[usize], scale: &[f64], shift: &[f64]) -> Option<Op> {
     }
 }
 
-fn rebuild(
-    net: &Network,
-    notes: &mut Vec<String>,
-    fold_affine: bool,
-) -> Result<Network, GraphError> {
+fn rebuild(net: &Network, notes: &mut Vec<String>, fold_affine: bool) -> Result<Network, GraphError> {
     let mut consumers = vec![0usize; net.shapes.len()];
     for node in &net.nodes {
         for &v in &node.inputs {

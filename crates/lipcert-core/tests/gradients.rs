@@ -12,10 +12,7 @@ fn random_input(net: &Network, rng: &mut Rng) -> Vec<f64> {
 
 /// Max |a - b| / max(1, |b|) over the elements.
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f64::max)
 }
 
 proptest! {

@@ -4,6 +4,4 @@ pub mod npy;
 pub mod onnx;
 
 pub use npy::{DType, NpyArray, NpyError};
-pub use onnx::{
-    export_bytes, export_file, import_bytes, import_file, ExportPrecision, ImportError, Imported,
-};
+pub use onnx::{export_bytes, export_file, import_bytes, import_file, ExportPrecision, ImportError, Imported};

@@ -95,18 +95,12 @@ impl NpyArray {
         }
         let (header_len, start) = match bytes[6] {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
+            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
             v => return Err(NpyError(format!("unsupported .npy format version {v}"))),
         };
-        let header = bytes
-            .get(start..start + header_len)
-            .ok_or_else(|| bad("truncated .npy header"))?;
+        let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated .npy header"))?;
         let header = std::str::from_utf8(header).map_err(|_| bad("the .npy header is not text"))?;
-        let descr =
-            header_value(header, "descr").ok_or_else(|| bad("the .npy header has no 'descr'"))?;
+        let descr = header_value(header, "descr").ok_or_else(|| bad("the .npy header has no 'descr'"))?;
         let descr = descr.trim_matches('\'');
         let (big_endian, code) = match descr.as_bytes().first() {
             Some(b'>') => (true, &descr[1..]),
@@ -120,26 +114,18 @@ impl NpyArray {
             "i4" => DType::I32,
             "u1" => DType::U8,
             "b1" => DType::Bool,
-            _ => {
-                return Err(NpyError(format!(
-                    "unsupported dtype '{descr}' (expected float32 or float64)"
-                )))
-            }
+            _ => return Err(NpyError(format!("unsupported dtype '{descr}' (expected float32 or float64)"))),
         };
         let fortran = header_value(header, "fortran_order")
             .ok_or_else(|| bad("the .npy header has no 'fortran_order'"))?
             == "True";
-        let shape_txt =
-            header_value(header, "shape").ok_or_else(|| bad("the .npy header has no 'shape'"))?;
+        let shape_txt = header_value(header, "shape").ok_or_else(|| bad("the .npy header has no 'shape'"))?;
         let shape: Vec<usize> = shape_txt
             .trim_matches(|c| c == '(' || c == ')')
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| NpyError(format!("bad shape {shape_txt} in the .npy header")))
-            })
+            .map(|s| s.parse().map_err(|_| NpyError(format!("bad shape {shape_txt} in the .npy header"))))
             .collect::<Result<_, _>>()?;
         let n: usize = shape.iter().product();
         let body = &bytes[start + header_len..];
@@ -182,19 +168,9 @@ impl NpyArray {
     pub fn to_bytes(&self) -> Vec<u8> {
         let shape = match self.shape.len() {
             1 => format!("({},)", self.shape[0]),
-            _ => format!(
-                "({})",
-                self.shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            _ => format!("({})", self.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
         };
-        let mut header = format!(
-            "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
-            self.dtype.descr()
-        );
+        let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", self.dtype.descr());
         // Pad so that the data starts on a 64-byte boundary, header ends with a newline.
         let total = MAGIC.len() + 4 + header.len() + 1;
         header.push_str(&" ".repeat((64 - total % 64) % 64));
@@ -217,14 +193,12 @@ impl NpyArray {
     }
 
     pub fn read(path: &Path) -> Result<Self, NpyError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
         Self::parse(&bytes).map_err(|e| NpyError(format!("{}: {e}", path.display())))
     }
 
     pub fn write(&self, path: &Path) -> Result<(), NpyError> {
-        std::fs::write(path, self.to_bytes())
-            .map_err(|e| NpyError(format!("{}: {e}", path.display())))
+        std::fs::write(path, self.to_bytes()).map_err(|e| NpyError(format!("{}: {e}", path.display())))
     }
 }
 
@@ -232,8 +206,5 @@ fn fortran_to_c(data: &[f64], shape: &[usize]) -> Vec<f64> {
     // Fortran order is the C order of the reversed shape; transpose back.
     let rev: Vec<usize> = shape.iter().rev().copied().collect();
     let perm: Vec<usize> = (0..shape.len()).rev().collect();
-    lipcert_core::kernels::transpose_gather_index(&rev, &perm)
-        .iter()
-        .map(|&i| data[i])
-        .collect()
+    lipcert_core::kernels::transpose_gather_index(&rev, &perm).iter().map(|&i| data[i]).collect()
 }

@@ -39,18 +39,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let x = NpyArray::read(&args.input).map_err(anyhow::Error::msg)?;
     let file = args.input.display();
     if !x.dtype.is_float() {
-        bail!(
-            "{file}: dtype {} is not supported; inputs must be float32 or float64",
-            x.dtype
-        );
+        bail!("{file}: dtype {} is not supported; inputs must be float32 or float64", x.dtype);
     }
     let len = net.input_len();
     let n = match x.shape.as_slice() {
         [] => bail!("{file}: a scalar is not a batch; expected shape [N, {len}]"),
         [k] if *k == len => 1,
-        [k] => bail!(
-            "{file}: shape [{k}] does not hold samples of {len} elements; expected [N, {len}]"
-        ),
+        [k] => bail!("{file}: shape [{k}] does not hold samples of {len} elements; expected [N, {len}]"),
         [n, rest @ ..] => {
             let row: usize = rest.iter().product();
             if row != len {
@@ -67,14 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{file}: sample {} holds a NaN or infinite value", i / len);
     }
     let start = Instant::now();
-    let bar = if n > CHUNK {
-        ProgressBar::new(n as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"),
-    );
+    let bar = if n > CHUNK { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));
     let mut y = Vec::with_capacity(n * net.output_len());
     for chunk in x.data.chunks(CHUNK * len) {
         let k = chunk.len() / len;
@@ -97,10 +86,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "output": args.output.display().to_string(), "time_s": time_s,
         }));
     }
-    println!(
-        "evaluated {n} samples in {time_s:.3} s -> {} [{n}, {}] {dtype}",
-        args.output.display(),
-        net.output_len()
-    );
+    println!("evaluated {n} samples in {time_s:.3} s -> {} [{n}, {}] {dtype}", args.output.display(), net.output_len());
     Ok(())
 }

@@ -37,10 +37,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &json!({"output": args.output.display().to_string(), "nodes": m.network.nodes.len(), "notes": m.notes}),
         );
     }
-    println!(
-        "wrote {} ({} nodes)",
-        args.output.display(),
-        m.network.nodes.len()
-    );
+    println!("wrote {} ({} nodes)", args.output.display(), m.network.nodes.len());
     Ok(())
 }

@@ -55,11 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         net.input_len(),
         m.declared_input.join(", ")
     );
-    println!(
-        "output   {}  {}",
-        net.output_name(),
-        shape(net.output_shape())
-    );
+    println!("output   {}  {}", net.output_name(), shape(net.output_shape()));
     println!("params   {}", net.param_count());
     println!();
     let rows: Vec<Vec<String>> = net
@@ -73,13 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 n.op.kind().to_string(),
                 n.inputs
                     .iter()
-                    .map(|&v| {
-                        if v == 0 {
-                            "input".to_string()
-                        } else {
-                            v.to_string()
-                        }
-                    })
+                    .map(|&v| if v == 0 { "input".to_string() } else { v.to_string() })
                     .collect::<Vec<_>>()
                     .join(","),
                 shape(&net.shapes[k + 1]),
@@ -87,13 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &["#", "node", "op", "from", "output shape", "params"],
-            &rows
-        )
-    );
+    print!("{}", table(&["#", "node", "op", "from", "output shape", "params"], &rows));
     if !m.notes.is_empty() {
         println!();
         for note in &m.notes {

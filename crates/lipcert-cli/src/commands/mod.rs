@@ -11,7 +11,5 @@ pub fn load_model(path: &Path) -> anyhow::Result<Imported> {
     if !path.exists() {
         anyhow::bail!("{}: no such file", path.display());
     }
-    import_file(path)
-        .map_err(anyhow::Error::msg)
-        .context("cannot load the model")
+    import_file(path).map_err(anyhow::Error::msg).context("cannot load the model")
 }

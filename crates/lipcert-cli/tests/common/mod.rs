@@ -6,26 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// ../shared/benchmarks/vnncomp2021 beside the repository (or $LIPCERT_SHARED/benchmarks/...).
 /// None, with the reason printed, when it is absent.
 pub fn benchmarks() -> Option<PathBuf> {
-    let shared = std::env::var_os("LIPCERT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared"));
+    let shared = std::env::var_os("LIPCERT_SHARED").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
     let dir = shared.join("benchmarks/vnncomp2021");
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "SKIPPED: benchmark networks not found at {} (set LIPCERT_SHARED)",
-            dir.display()
-        );
+        println!("SKIPPED: benchmark networks not found at {} (set LIPCERT_SHARED)", dir.display());
         None
     }
 }
@@ -39,13 +31,8 @@ pub fn oracle_available() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI: python3 with onnxruntime and numpy is required (see .ci/run)"
-        );
-        println!(
-            "SKIPPED: python3 with onnxruntime is not installed (pip install onnxruntime numpy)"
-        );
+        assert!(std::env::var_os("CI").is_none(), "CI: python3 with onnxruntime and numpy is required (see .ci/run)");
+        println!("SKIPPED: python3 with onnxruntime is not installed (pip install onnxruntime numpy)");
     }
     ok
 }
@@ -56,57 +43,32 @@ pub fn oracle_script() -> PathBuf {
 
 /// Runs the oracle script, panicking with its stderr on failure.
 pub fn oracle(args: &[&str]) {
-    let out = Command::new("python3")
-        .arg(oracle_script())
-        .args(args)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "oracle {:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("python3").arg(oracle_script()).args(args).output().expect("run python3");
+    assert!(out.status.success(), "oracle {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
 }
 
 pub fn lipcert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lipcert"))
-        .args(args)
-        .output()
-        .expect("run lipcert")
+    Command::new(env!("CARGO_BIN_EXE_lipcert")).args(args).output().expect("run lipcert")
 }
 
 /// Runs lipcert and returns stdout, panicking with stderr on failure.
 pub fn lipcert_ok(args: &[&str]) -> String {
     let out = lipcert(args);
-    assert!(
-        out.status.success(),
-        "lipcert {:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "lipcert {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
 /// max |a - b| / max(1, max |b|): the error relative to the output vector's scale.
 pub fn scaled_error(a: &[f64], b: &[f64]) -> f64 {
     let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-        / scale
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
 }
 
 /// Per-row scaled error, maximized over rows.
 pub fn max_row_error(a: &NpyArray, b: &NpyArray) -> f64 {
     assert_eq!(a.shape, b.shape, "output shapes differ");
     let m = a.shape[1];
-    a.data
-        .chunks(m)
-        .zip(b.data.chunks(m))
-        .map(|(x, y)| scaled_error(x, y))
-        .fold(0.0, f64::max)
+    a.data.chunks(m).zip(b.data.chunks(m)).map(|(x, y)| scaled_error(x, y)).fold(0.0, f64::max)
 }
 
 pub fn tempdir(name: &str) -> PathBuf {

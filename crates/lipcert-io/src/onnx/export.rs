@@ -29,38 +29,19 @@ fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
 }
 
 fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INT,
-        i: v,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::INT, i: v, ..Default::default() }
 }
 
 fn attr_float(name: &str, v: f64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::FLOAT,
-        f: v as f32,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::FLOAT, f: v as f32, ..Default::default() }
 }
 
 fn attr_string(name: &str, v: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::STRING,
-        s: v.as_bytes().to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::STRING, s: v.as_bytes().to_vec(), ..Default::default() }
 }
 
 fn pool_attrs(p: &Pool2d) -> Vec<AttributeProto> {
-    let mut a = vec![
-        attr_ints("kernel_shape", &p.kernel),
-        attr_ints("strides", &p.stride),
-        attr_ints("pads", &p.pads),
-    ];
+    let mut a = vec![attr_ints("kernel_shape", &p.kernel), attr_ints("strides", &p.stride), attr_ints("pads", &p.pads)];
     if p.dilation != [1, 1] {
         a.push(attr_ints("dilations", &p.dilation));
     }
@@ -68,19 +49,11 @@ fn pool_attrs(p: &Pool2d) -> Vec<AttributeProto> {
 }
 
 fn value_info(name: &str, elem_type: i32, shape: &[usize]) -> ValueInfoProto {
-    let dim = shape
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(DimensionValue::DimValue(d as i64)),
-        })
-        .collect();
+    let dim = shape.iter().map(|&d| Dimension { value: Some(DimensionValue::DimValue(d as i64)) }).collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type,
-                shape: Some(TensorShapeProto { dim }),
-            }),
+            tensor_type: Some(TypeProtoTensor { elem_type, shape: Some(TensorShapeProto { dim }) }),
         }),
         doc_string: String::new(),
     }
@@ -109,10 +82,7 @@ impl Writer {
     fn initializer(&mut self, base: &str, dims: &[usize], data: &[f64]) -> String {
         let name = self.fresh(base);
         let raw_data = match self.precision {
-            ExportPrecision::F32 => data
-                .iter()
-                .flat_map(|&v| (v as f32).to_le_bytes())
-                .collect(),
+            ExportPrecision::F32 => data.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
             ExportPrecision::F64 => data.iter().flat_map(|&v| v.to_le_bytes()).collect(),
         };
         self.graph.initializer.push(TensorProto {
@@ -137,14 +107,7 @@ impl Writer {
         name
     }
 
-    fn node(
-        &mut self,
-        op_type: &str,
-        name: &str,
-        inputs: Vec<String>,
-        output: String,
-        attribute: Vec<AttributeProto>,
-    ) {
+    fn node(&mut self, op_type: &str, name: &str, inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) {
         self.graph.node.push(NodeProto {
             input: inputs,
             output: vec![output],
@@ -171,14 +134,8 @@ fn required_opset(net: &Network) -> i64 {
 
 /// Builds the ONNX model of a network.
 pub fn export_model(net: &Network, precision: ExportPrecision) -> ModelProto {
-    let mut w = Writer {
-        precision,
-        graph: GraphProto {
-            name: "lipcert".into(),
-            ..Default::default()
-        },
-        used: HashSet::new(),
-    };
+    let mut w =
+        Writer { precision, graph: GraphProto { name: "lipcert".into(), ..Default::default() }, used: HashSet::new() };
     // Tensor name of every value: the input and output keep their model names.
     let mut names: Vec<String> = vec![String::new(); net.shapes.len()];
     names[0] = w.fresh(net.input_name());
@@ -186,56 +143,30 @@ pub fn export_model(net: &Network, precision: ExportPrecision) -> ModelProto {
     for (k, node) in net.nodes.iter().enumerate() {
         let v: ValueId = k + 1;
         let x = names[node.inputs[0]].clone();
-        let out = if v == net.output {
-            output_name.clone()
-        } else {
-            w.fresh(&net.value_names[v])
-        };
+        let out = if v == net.output { output_name.clone() } else { w.fresh(&net.value_names[v]) };
         names[v] = out.clone();
         let name = node.name.as_str();
         let in_shape = &net.shapes[node.inputs[0]];
         match &node.op {
             Op::Dense(d) => {
                 if in_shape.len() == 2 {
-                    let wn = w.initializer(
-                        &format!("{name}.weight"),
-                        &[d.out_features, d.in_features],
-                        &d.weight,
-                    );
+                    let wn = w.initializer(&format!("{name}.weight"), &[d.out_features, d.in_features], &d.weight);
                     let bn = w.initializer(&format!("{name}.bias"), &[d.out_features], &d.bias);
-                    w.node(
-                        "Gemm",
-                        name,
-                        vec![x, wn, bn],
-                        out,
-                        vec![attr_int("transB", 1)],
-                    );
+                    w.node("Gemm", name, vec![x, wn, bn], out, vec![attr_int("transB", 1)]);
                 } else {
                     // MatMul contracts the last axis of inputs of any rank; it takes B = W^T.
                     let (o, i) = (d.out_features, d.in_features);
-                    let wt: Vec<f64> = (0..i)
-                        .flat_map(|r| (0..o).map(move |c| d.weight[c * i + r]))
-                        .collect();
+                    let wt: Vec<f64> = (0..i).flat_map(|r| (0..o).map(move |c| d.weight[c * i + r])).collect();
                     let wn = w.initializer(&format!("{name}.weight_t"), &[i, o], &wt);
+                    // The first node carries the name: re-import folds the Add into it.
                     let mm = w.fresh(&format!("{name}/matmul"));
-                    w.node(
-                        "MatMul",
-                        &format!("{name}/matmul"),
-                        vec![x, wn],
-                        mm.clone(),
-                        vec![],
-                    );
+                    w.node("MatMul", name, vec![x, wn], mm.clone(), vec![]);
                     let bn = w.initializer(&format!("{name}.bias"), &[o], &d.bias);
-                    w.node("Add", name, vec![mm, bn], out, vec![]);
+                    w.node("Add", &format!("{name}/bias"), vec![mm, bn], out, vec![]);
                 }
             }
             Op::Conv2d(c) => {
-                let dims = [
-                    c.out_channels,
-                    c.in_channels / c.groups,
-                    c.kernel[0],
-                    c.kernel[1],
-                ];
+                let dims = [c.out_channels, c.in_channels / c.groups, c.kernel[0], c.kernel[1]];
                 let wn = w.initializer(&format!("{name}.weight"), &dims, &c.weight);
                 let bn = w.initializer(&format!("{name}.bias"), &[c.out_channels], &c.bias);
                 let attrs = vec![
@@ -248,34 +179,20 @@ pub fn export_model(net: &Network, precision: ExportPrecision) -> ModelProto {
                 w.node("Conv", name, vec![x, wn, bn], out, attrs);
             }
             Op::Affine { scale, shift } => {
+                // Mul then Add; the first node carries the name (re-import folds the pair).
                 let mut cur = x;
                 let unit_scale = scale.iter().all(|&s| s == 1.0);
                 let zero_shift = shift.iter().all(|&t| t == 0.0);
                 if !unit_scale {
                     let sn = w.initializer(&format!("{name}.scale"), in_shape, scale);
-                    let target = if zero_shift {
-                        out.clone()
-                    } else {
-                        w.fresh(&format!("{name}/scaled"))
-                    };
-                    w.node(
-                        "Mul",
-                        &format!("{name}/mul"),
-                        vec![cur, sn],
-                        target.clone(),
-                        vec![],
-                    );
+                    let target = if zero_shift { out.clone() } else { w.fresh(&format!("{name}/scaled")) };
+                    w.node("Mul", name, vec![cur, sn], target.clone(), vec![]);
                     cur = target;
                 }
                 if !zero_shift {
                     let tn = w.initializer(&format!("{name}.shift"), in_shape, shift);
-                    w.node(
-                        "Add",
-                        &format!("{name}/add"),
-                        vec![cur, tn],
-                        out.clone(),
-                        vec![],
-                    );
+                    let add_name = if unit_scale { name.to_string() } else { format!("{name}/shift") };
+                    w.node("Add", &add_name, vec![cur, tn], out.clone(), vec![]);
                 } else if unit_scale {
                     w.node("Identity", name, vec![cur], out.clone(), vec![]);
                 }
@@ -283,17 +200,11 @@ pub fn export_model(net: &Network, precision: ExportPrecision) -> ModelProto {
             Op::Activation(a) => {
                 let (op_type, attrs) = match a {
                     Activation::Relu => ("Relu", vec![]),
-                    Activation::LeakyRelu { alpha } => {
-                        ("LeakyRelu", vec![attr_float("alpha", *alpha)])
-                    }
+                    Activation::LeakyRelu { alpha } => ("LeakyRelu", vec![attr_float("alpha", *alpha)]),
                     Activation::Elu { alpha } => ("Elu", vec![attr_float("alpha", *alpha)]),
-                    Activation::Gelu { tanh_approx } => (
-                        "Gelu",
-                        vec![attr_string(
-                            "approximate",
-                            if *tanh_approx { "tanh" } else { "none" },
-                        )],
-                    ),
+                    Activation::Gelu { tanh_approx } => {
+                        ("Gelu", vec![attr_string("approximate", if *tanh_approx { "tanh" } else { "none" })])
+                    }
                     Activation::Sigmoid => ("Sigmoid", vec![]),
                     Activation::Tanh => ("Tanh", vec![]),
                 };
@@ -310,59 +221,30 @@ pub fn export_model(net: &Network, precision: ExportPrecision) -> ModelProto {
             }
             Op::MaxPool(p) => w.node("MaxPool", name, vec![x], out, pool_attrs(p)),
             Op::Pad { pads, value } => {
-                let pn = w.int64_initializer(
-                    &format!("{name}.pads"),
-                    &pads.iter().map(|&p| p as i64).collect::<Vec<_>>(),
-                );
+                let pn =
+                    w.int64_initializer(&format!("{name}.pads"), &pads.iter().map(|&p| p as i64).collect::<Vec<_>>());
                 let vn = w.initializer(&format!("{name}.value"), &[], &[*value]);
-                w.node(
-                    "Pad",
-                    name,
-                    vec![x, pn, vn],
-                    out,
-                    vec![attr_string("mode", "constant")],
-                );
+                w.node("Pad", name, vec![x, pn, vn], out, vec![attr_string("mode", "constant")]);
             }
             Op::Reshape { shape } => {
-                let sn = w.int64_initializer(
-                    &format!("{name}.shape"),
-                    &shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
-                );
+                let sn =
+                    w.int64_initializer(&format!("{name}.shape"), &shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
                 w.node("Reshape", name, vec![x, sn], out, vec![]);
             }
-            Op::Transpose { perm } => w.node(
-                "Transpose",
-                name,
-                vec![x],
-                out,
-                vec![attr_ints("perm", perm)],
-            ),
+            Op::Transpose { perm } => w.node("Transpose", name, vec![x], out, vec![attr_ints("perm", perm)]),
         }
     }
     if net.output == 0 {
-        w.node(
-            "Identity",
-            "output",
-            vec![names[0].clone()],
-            output_name.clone(),
-            vec![],
-        );
+        w.node("Identity", "output", vec![names[0].clone()], output_name.clone(), vec![]);
     }
     let elem = w.elem_type();
-    w.graph
-        .input
-        .push(value_info(&names[0], elem, net.input_shape()));
-    w.graph
-        .output
-        .push(value_info(&output_name, elem, net.output_shape()));
+    w.graph.input.push(value_info(&names[0], elem, net.input_shape()));
+    w.graph.output.push(value_info(&output_name, elem, net.output_shape()));
     let opset = required_opset(net);
     ModelProto {
         // IR version 8 goes with opsets up to 18, 9 with 19 and 20.
         ir_version: if opset >= 19 { 9 } else { 8 },
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
         producer_name: "lipcert".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(w.graph),

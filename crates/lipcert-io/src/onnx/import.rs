@@ -3,13 +3,9 @@
 //! BatchNormalization become affine nodes, which `simplify` then folds into the preceding
 //! linear node where that is exact.
 
-use super::proto::{
-    data_type, AttributeProto, DimensionValue, GraphProto, ModelProto, NodeProto, TensorProto,
-};
+use super::proto::{data_type, AttributeProto, DimensionValue, GraphProto, ModelProto, NodeProto, TensorProto};
 use lipcert_core::kernels::{strides, transpose_gather_index};
-use lipcert_core::{
-    simplify, Activation, Conv2d, Dense, Network, NetworkBuilder, Op, Pool2d, ValueId,
-};
+use lipcert_core::{simplify, Activation, Conv2d, Dense, Network, NetworkBuilder, Op, Pool2d, ValueId};
 use prost::Message;
 use std::collections::HashMap;
 use std::fmt;
@@ -53,16 +49,10 @@ struct Const {
 
 impl Const {
     fn scalar(v: f64) -> Self {
-        Const {
-            dims: vec![],
-            data: vec![v],
-        }
+        Const { dims: vec![], data: vec![v] }
     }
     fn vector(v: Vec<f64>) -> Self {
-        Const {
-            dims: vec![v.len()],
-            data: v,
-        }
+        Const { dims: vec![v.len()], data: v }
     }
     fn ints(&self) -> Vec<i64> {
         self.data.iter().map(|&v| v as i64).collect()
@@ -75,11 +65,8 @@ enum Value {
 }
 
 pub fn import_bytes(bytes: &[u8]) -> Result<Imported> {
-    let model = ModelProto::decode(bytes).map_err(|e| {
-        ImportError(format!(
-            "not a valid ONNX model (protobuf decoding failed: {e})"
-        ))
-    })?;
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| ImportError(format!("not a valid ONNX model (protobuf decoding failed: {e})")))?;
     import_model(&model)
 }
 
@@ -89,13 +76,8 @@ pub fn import_model(model: &ModelProto) -> Result<Imported> {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
-        .ok_or_else(|| {
-            ImportError("no opset_import for the default ONNX domain (file truncated?)".into())
-        })?;
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| ImportError("the model has no graph".into()))?;
+        .ok_or_else(|| ImportError("no opset_import for the default ONNX domain (file truncated?)".into()))?;
+    let graph = model.graph.as_ref().ok_or_else(|| ImportError("the model has no graph".into()))?;
     let mut importer = Importer::new(graph, opset)?;
     for node in &graph.node {
         importer.node(node)?;
@@ -107,9 +89,7 @@ pub fn import_model(model: &ModelProto) -> Result<Imported> {
         network,
         ir_version: model.ir_version,
         opset,
-        producer: format!("{} {}", model.producer_name, model.producer_version)
-            .trim()
-            .to_string(),
+        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
         declared_input,
         declared_output,
         notes,
@@ -119,17 +99,12 @@ pub fn import_model(model: &ModelProto) -> Result<Imported> {
 fn tensor_to_const(t: &TensorProto) -> Result<Const> {
     let name = &t.name;
     if t.data_location == 1 {
-        return err(format!(
-            "tensor '{name}' keeps its data in an external file, which is not supported"
-        ));
+        return err(format!("tensor '{name}' keeps its data in an external file, which is not supported"));
     }
     let dims: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| {
-            usize::try_from(d)
-                .map_err(|_| ImportError(format!("tensor '{name}' has a negative dimension {d}")))
-        })
+        .map(|&d| usize::try_from(d).map_err(|_| ImportError(format!("tensor '{name}' has a negative dimension {d}"))))
         .collect::<Result<_>>()?;
     let n: usize = dims.iter().product();
     let raw = &t.raw_data;
@@ -142,30 +117,15 @@ fn tensor_to_const(t: &TensorProto) -> Result<Const> {
             other => return err(format!("tensor '{name}' has unsupported data type {other}")),
         };
         if raw.len() != n * width {
-            return err(format!(
-                "tensor '{name}' holds {} bytes, its shape {:?} needs {}",
-                raw.len(),
-                dims,
-                n * width
-            ));
+            return err(format!("tensor '{name}' holds {} bytes, its shape {:?} needs {}", raw.len(), dims, n * width));
         }
         let c = raw.chunks_exact(width);
         match t.data_type {
-            data_type::FLOAT => c
-                .map(|b| f32::from_le_bytes(b.try_into().expect("width 4")) as f64)
-                .collect(),
-            data_type::DOUBLE => c
-                .map(|b| f64::from_le_bytes(b.try_into().expect("width 8")))
-                .collect(),
-            data_type::INT32 => c
-                .map(|b| i32::from_le_bytes(b.try_into().expect("width 4")) as f64)
-                .collect(),
-            data_type::INT64 => c
-                .map(|b| i64::from_le_bytes(b.try_into().expect("width 8")) as f64)
-                .collect(),
-            data_type::FLOAT16 => c
-                .map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
+            data_type::FLOAT => c.map(|b| f32::from_le_bytes(b.try_into().expect("width 4")) as f64).collect(),
+            data_type::DOUBLE => c.map(|b| f64::from_le_bytes(b.try_into().expect("width 8"))).collect(),
+            data_type::INT32 => c.map(|b| i32::from_le_bytes(b.try_into().expect("width 4")) as f64).collect(),
+            data_type::INT64 => c.map(|b| i64::from_le_bytes(b.try_into().expect("width 8")) as f64).collect(),
+            data_type::FLOAT16 => c.map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]]))).collect(),
             data_type::INT8 => c.map(|b| b[0] as i8 as f64).collect(),
             _ => c.map(|b| b[0] as f64).collect(),
         }
@@ -182,11 +142,7 @@ fn tensor_to_const(t: &TensorProto) -> Result<Const> {
         }
     };
     if data.len() != n {
-        return err(format!(
-            "tensor '{name}' holds {} values, its shape {:?} needs {n}",
-            data.len(),
-            dims
-        ));
+        return err(format!("tensor '{name}' holds {} values, its shape {:?} needs {n}", data.len(), dims));
     }
     Ok(Const { dims, data })
 }
@@ -260,18 +216,11 @@ fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
 fn const_binary(a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Option<Const> {
     let dims = broadcast_shape(&a.dims, &b.dims)?;
     let (x, y) = (broadcast_to(a, &dims)?, broadcast_to(b, &dims)?);
-    Some(Const {
-        data: x.iter().zip(&y).map(|(p, q)| f(*p, *q)).collect(),
-        dims,
-    })
+    Some(Const { data: x.iter().zip(&y).map(|(p, q)| f(*p, *q)).collect(), dims })
 }
 
 /// Resolves an ONNX target shape (0 copies the input dim, -1 is inferred) for `numel` elements.
-fn resolve_shape(
-    target: &[i64],
-    input: &[usize],
-    allow_zero: bool,
-) -> std::result::Result<Vec<usize>, String> {
+fn resolve_shape(target: &[i64], input: &[usize], allow_zero: bool) -> std::result::Result<Vec<usize>, String> {
     let numel: usize = input.iter().product();
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
@@ -281,9 +230,9 @@ fn resolve_shape(
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allow_zero => out.push(*input.get(i).ok_or(format!(
-                "shape {target:?} copies axis {i}, which the input lacks"
-            ))?),
+            0 if !allow_zero => {
+                out.push(*input.get(i).ok_or(format!("shape {target:?} copies axis {i}, which the input lacks"))?)
+            }
             d if d >= 0 => out.push(d as usize),
             _ => return Err(format!("invalid target shape {target:?}")),
         }
@@ -322,10 +271,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn fail<T>(&self, msg: impl fmt::Display) -> Result<T> {
-        err(format!(
-            "node '{}' ({}): {msg}",
-            self.name, self.node.op_type
-        ))
+        err(format!("node '{}' ({}): {msg}", self.name, self.node.op_type))
     }
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.node.attribute.iter().find(|a| a.name == name)
@@ -340,8 +286,7 @@ impl Ctx<'_> {
         self.attr(name).map(|a| a.ints.clone())
     }
     fn string(&self, name: &str) -> Option<String> {
-        self.attr(name)
-            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        self.attr(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
     fn usizes(&self, name: &str, default: Vec<usize>) -> Result<Vec<usize>> {
         match self.ints(name) {
@@ -349,9 +294,7 @@ impl Ctx<'_> {
             Some(v) => v
                 .iter()
                 .map(|&x| {
-                    usize::try_from(x).or_else(|_| {
-                        self.fail(format!("attribute {name} has a negative entry {x}"))
-                    })
+                    usize::try_from(x).or_else(|_| self.fail(format!("attribute {name} has a negative entry {x}")))
                 })
                 .collect(),
         }
@@ -365,18 +308,10 @@ impl Importer {
             values.insert(t.name.clone(), Value::Const(tensor_to_const(t)?));
         }
         // Graph inputs that are not initializers are the model's real inputs.
-        let inputs: Vec<_> = graph
-            .input
-            .iter()
-            .filter(|i| !values.contains_key(&i.name))
-            .collect();
+        let inputs: Vec<_> = graph.input.iter().filter(|i| !values.contains_key(&i.name)).collect();
         if inputs.len() != 1 {
             let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-            return err(format!(
-                "the model has {} inputs {:?}; lipcert supports exactly one",
-                inputs.len(),
-                names
-            ));
+            return err(format!("the model has {} inputs {:?}; lipcert supports exactly one", inputs.len(), names));
         }
         let input = inputs[0];
         let tensor = input
@@ -393,11 +328,7 @@ impl Importer {
                 input.name, tensor.elem_type
             ));
         }
-        let dims = tensor
-            .shape
-            .as_ref()
-            .map(|s| s.dim.clone())
-            .unwrap_or_default();
+        let dims = tensor.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default();
         // Symbolic or unknown dimensions (a batch axis) are evaluated as 1.
         let shape: Vec<usize> = dims
             .iter()
@@ -429,14 +360,7 @@ impl Importer {
             Some(n) if !n.is_empty() => n,
             _ => return cx.fail(format!("missing input {i}")),
         };
-        self.values.get(name).map_or_else(
-            || {
-                cx.fail(format!(
-                    "input '{name}' is not produced by any earlier node"
-                ))
-            },
-            Ok,
-        )
+        self.values.get(name).map_or_else(|| cx.fail(format!("input '{name}' is not produced by any earlier node")), Ok)
     }
 
     fn optional_const(&self, cx: &Ctx, i: usize) -> Result<Option<Const>> {
@@ -445,15 +369,12 @@ impl Importer {
         }
         match self.get(cx, i)? {
             Value::Const(c) => Ok(Some(c.clone())),
-            Value::Var(_) => cx.fail(format!(
-                "input {i} must be a constant (initializer), not a computed value"
-            )),
+            Value::Var(_) => cx.fail(format!("input {i} must be a constant (initializer), not a computed value")),
         }
     }
 
     fn constant(&self, cx: &Ctx, i: usize) -> Result<Const> {
-        self.optional_const(cx, i)?
-            .map_or_else(|| cx.fail(format!("missing input {i}")), Ok)
+        self.optional_const(cx, i)?.map_or_else(|| cx.fail(format!("missing input {i}")), Ok)
     }
 
     fn var(&self, cx: &Ctx, i: usize) -> Result<ValueId> {
@@ -464,9 +385,7 @@ impl Importer {
     }
 
     fn push(&mut self, cx: &Ctx, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
-        self.builder
-            .push(cx.name.clone(), op, inputs)
-            .map_err(|e| ImportError(e.to_string()))
+        self.builder.push(cx.name.clone(), op, inputs).map_err(|e| ImportError(e.to_string()))
     }
 
     fn set(&mut self, cx: &Ctx, v: Value) {
@@ -477,11 +396,7 @@ impl Importer {
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
         let name = if node.name.is_empty() {
-            format!(
-                "{}_{}",
-                node.op_type,
-                node.output.first().map_or("", |s| s.as_str())
-            )
+            format!("{}_{}", node.op_type, node.output.first().map_or("", |s| s.as_str()))
         } else {
             node.name.clone()
         };
@@ -490,10 +405,7 @@ impl Importer {
             || node.domain == "ai.onnx"
             || (node.domain == "com.microsoft" && node.op_type == "Gelu"))
         {
-            return cx.fail(format!(
-                "operator domain '{}' is not supported",
-                node.domain
-            ));
+            return cx.fail(format!("operator domain '{}' is not supported", node.domain));
         }
         // Extra outputs (Dropout's mask, MaxPool's indices) must be unused: they are never defined.
         let value = self.node_value(&cx)?;
@@ -521,9 +433,7 @@ impl Importer {
                 let r = dims.len() as i64;
                 let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
                 let (s, e) = (clamp(cx.int("start", 0)), clamp(cx.int("end", r)));
-                return Ok(Value::Const(Const::vector(
-                    dims[s..e.max(s)].iter().map(|&d| d as f64).collect(),
-                )));
+                return Ok(Value::Const(Const::vector(dims[s..e.max(s)].iter().map(|&d| d as f64).collect())));
             }
             _ => {}
         }
@@ -534,18 +444,8 @@ impl Importer {
             "BatchNormalization" => self.batchnorm(cx),
             "Add" | "Sub" | "Mul" | "Div" => self.arithmetic(cx),
             "Relu" => self.activation(cx, Activation::Relu),
-            "LeakyRelu" => self.activation(
-                cx,
-                Activation::LeakyRelu {
-                    alpha: cx.float("alpha", 0.01),
-                },
-            ),
-            "Elu" => self.activation(
-                cx,
-                Activation::Elu {
-                    alpha: cx.float("alpha", 1.0),
-                },
-            ),
+            "LeakyRelu" => self.activation(cx, Activation::LeakyRelu { alpha: cx.float("alpha", 0.01) }),
+            "Elu" => self.activation(cx, Activation::Elu { alpha: cx.float("alpha", 1.0) }),
             "Sigmoid" => self.activation(cx, Activation::Sigmoid),
             "Tanh" => self.activation(cx, Activation::Tanh),
             "Gelu" => match cx.string("approximate").as_deref().unwrap_or("none") {
@@ -564,15 +464,12 @@ impl Importer {
     }
 
     fn constant_node(&self, cx: &Ctx) -> Result<Value> {
-        let a = cx
-            .node
-            .attribute
-            .first()
-            .ok_or_else(|| ImportError(format!("node '{}' (Constant): no value", cx.name)))?;
+        let a =
+            cx.node.attribute.first().ok_or_else(|| ImportError(format!("node '{}' (Constant): no value", cx.name)))?;
         let c = match (a.name.as_str(), a.r#type) {
-            ("value", _) => tensor_to_const(a.t.as_ref().ok_or_else(|| {
-                ImportError(format!("node '{}' (Constant): empty tensor", cx.name))
-            })?)?,
+            ("value", _) => tensor_to_const(
+                a.t.as_ref().ok_or_else(|| ImportError(format!("node '{}' (Constant): empty tensor", cx.name)))?,
+            )?,
             ("value_float", _) => Const::scalar(a.f as f64),
             ("value_int", _) => Const::scalar(a.i as f64),
             ("value_floats", _) => Const::vector(a.floats.iter().map(|&v| v as f64).collect()),
@@ -594,18 +491,14 @@ impl Importer {
             "Cast" => {
                 let to = cx.int("to", data_type::FLOAT as i64) as i32;
                 let mut c = consts[0].clone();
-                if !matches!(
-                    to,
-                    data_type::FLOAT | data_type::DOUBLE | data_type::FLOAT16
-                ) {
+                if !matches!(to, data_type::FLOAT | data_type::DOUBLE | data_type::FLOAT16) {
                     c.data.iter_mut().for_each(|v| *v = v.trunc());
                 }
                 c
             }
             "Gather" => {
                 let (data, idx) = (&consts[0], &consts[1]);
-                let axis =
-                    normalize_axis(cx.int("axis", 0), data.dims.len()).or_else(|e| cx.fail(e))?;
+                let axis = normalize_axis(cx.int("axis", 0), data.dims.len()).or_else(|e| cx.fail(e))?;
                 let outer: usize = data.dims[..axis].iter().product();
                 let inner: usize = data.dims[axis + 1..].iter().product();
                 let d = data.dims[axis] as i64;
@@ -629,10 +522,7 @@ impl Importer {
                 let axis = normalize_axis(cx.int("axis", 0), rank).or_else(|e| cx.fail(e))?;
                 let outer: usize = consts[0].dims[..axis].iter().product();
                 let mut dims = consts[0].dims.clone();
-                dims[axis] = consts
-                    .iter()
-                    .map(|c| c.dims.get(axis).copied().unwrap_or(0))
-                    .sum();
+                dims[axis] = consts.iter().map(|c| c.dims.get(axis).copied().unwrap_or(0)).sum();
                 let mut data = Vec::new();
                 for o in 0..outer {
                     for c in &consts {
@@ -660,51 +550,27 @@ impl Importer {
         }
         let (alpha, beta) = (cx.float("alpha", 1.0), cx.float("beta", 1.0));
         let trans_b = cx.int("transB", 0) != 0;
-        let (k, n) = if trans_b {
-            (b.dims[1], b.dims[0])
-        } else {
-            (b.dims[0], b.dims[1])
-        };
+        let (k, n) = if trans_b { (b.dims[1], b.dims[0]) } else { (b.dims[0], b.dims[1]) };
         // Dense weight is [out, in] = op(B)^T.
         let weight: Vec<f64> = if trans_b {
             b.data.iter().map(|v| alpha * v).collect()
         } else {
-            (0..n)
-                .flat_map(|o| (0..k).map(move |i| (o, i)))
-                .map(|(o, i)| alpha * b.data[i * n + o])
-                .collect()
+            (0..n).flat_map(|o| (0..k).map(move |i| (o, i))).map(|(o, i)| alpha * b.data[i * n + o]).collect()
         };
         let bias = match self.optional_const(cx, 2)? {
             None => vec![0.0; n],
             Some(c) => {
                 let v = broadcast_to(&c, &[n]).or_else(|| broadcast_to(&c, &[1, n]));
                 v.map_or_else(
-                    || {
-                        cx.fail(format!(
-                            "bias of shape {:?} does not broadcast to [{n}]",
-                            c.dims
-                        ))
-                    },
+                    || cx.fail(format!("bias of shape {:?} does not broadcast to [{n}]", c.dims)),
                     |v| Ok(v.iter().map(|b| beta * b).collect()),
                 )?
             }
         };
         if self.builder.shape(x).len() != 2 {
-            return cx.fail(format!(
-                "Gemm input must be 2-D, got shape {:?}",
-                self.builder.shape(x)
-            ));
+            return cx.fail(format!("Gemm input must be 2-D, got shape {:?}", self.builder.shape(x)));
         }
-        let v = self.push(
-            cx,
-            Op::Dense(Dense {
-                weight,
-                bias,
-                out_features: n,
-                in_features: k,
-            }),
-            &[x],
-        )?;
+        let v = self.push(cx, Op::Dense(Dense { weight, bias, out_features: n, in_features: k }), &[x])?;
         Ok(Value::Var(v))
     }
 
@@ -716,20 +582,11 @@ impl Importer {
                 let (k, n) = match b.dims.as_slice() {
                     [k, n] => (*k, *n),
                     [k] => (*k, 1),
-                    d => {
-                        return cx.fail(format!("batched constant of shape {d:?} is not supported"))
-                    }
+                    d => return cx.fail(format!("batched constant of shape {d:?} is not supported")),
                 };
                 let bd = &b.data;
-                let weight: Vec<f64> = (0..n)
-                    .flat_map(|o| (0..k).map(move |i| bd[i * n + o]))
-                    .collect();
-                let dense = Op::Dense(Dense {
-                    weight,
-                    bias: vec![0.0; n],
-                    out_features: n,
-                    in_features: k,
-                });
+                let weight: Vec<f64> = (0..n).flat_map(|o| (0..k).map(move |i| bd[i * n + o])).collect();
+                let dense = Op::Dense(Dense { weight, bias: vec![0.0; n], out_features: n, in_features: k });
                 let shape = self.builder.shape(x).to_vec();
                 if shape.is_empty() {
                     return cx.fail("input is a scalar");
@@ -744,18 +601,10 @@ impl Importer {
             (Value::Const(a), Value::Var(x)) => {
                 let (a, x) = (a.clone(), *x);
                 // A @ x: A is [m, k], x is [k] or [.., k, n] (then transpose around a dense node).
-                let [m, k] = <[usize; 2]>::try_from(a.dims.as_slice()).or_else(|_| {
-                    cx.fail(format!(
-                        "constant left operand must be a matrix, got {:?}",
-                        a.dims
-                    ))
-                })?;
-                let dense = Op::Dense(Dense {
-                    weight: a.data.clone(),
-                    bias: vec![0.0; m],
-                    out_features: m,
-                    in_features: k,
-                });
+                let [m, k] = <[usize; 2]>::try_from(a.dims.as_slice())
+                    .or_else(|_| cx.fail(format!("constant left operand must be a matrix, got {:?}", a.dims)))?;
+                let dense =
+                    Op::Dense(Dense { weight: a.data.clone(), bias: vec![0.0; m], out_features: m, in_features: k });
                 let shape = self.builder.shape(x).to_vec();
                 if shape.len() == 1 {
                     return Ok(Value::Var(self.push(cx, dense, &[x])?));
@@ -770,10 +619,8 @@ impl Importer {
             (Value::Const(a), Value::Const(b)) => {
                 let (a, b) = (a.clone(), b.clone());
                 let ([m, k], [k2, n]) = (
-                    <[usize; 2]>::try_from(a.dims.as_slice())
-                        .or_else(|_| cx.fail("constant MatMul needs matrices"))?,
-                    <[usize; 2]>::try_from(b.dims.as_slice())
-                        .or_else(|_| cx.fail("constant MatMul needs matrices"))?,
+                    <[usize; 2]>::try_from(a.dims.as_slice()).or_else(|_| cx.fail("constant MatMul needs matrices"))?,
+                    <[usize; 2]>::try_from(b.dims.as_slice()).or_else(|_| cx.fail("constant MatMul needs matrices"))?,
                 );
                 if k != k2 {
                     return cx.fail("inner dimensions differ");
@@ -782,26 +629,17 @@ impl Importer {
                     .flat_map(|i| (0..n).map(move |j| (i, j)))
                     .map(|(i, j)| (0..k).map(|t| a.data[i * k + t] * b.data[t * n + j]).sum())
                     .collect();
-                Ok(Value::Const(Const {
-                    dims: vec![m, n],
-                    data,
-                }))
+                Ok(Value::Const(Const { dims: vec![m, n], data }))
             }
-            (Value::Var(_), Value::Var(_)) => {
-                cx.fail("a product of two computed values is not supported")
-            }
+            (Value::Var(_), Value::Var(_)) => cx.fail("a product of two computed values is not supported"),
         }
     }
 
     fn conv(&mut self, cx: &Ctx) -> Result<Value> {
         let x = self.var(cx, 0)?;
         let w = self.constant(cx, 1)?;
-        let [co, cig, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice()).or_else(|_| {
-            cx.fail(format!(
-                "only 2-D convolutions are supported (weight shape {:?})",
-                w.dims
-            ))
-        })?;
+        let [co, cig, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice())
+            .or_else(|_| cx.fail(format!("only 2-D convolutions are supported (weight shape {:?})", w.dims)))?;
         let groups = cx.int("group", 1).max(1) as usize;
         let in_shape = self.builder.shape(x).to_vec();
         if in_shape.len() != 4 {
@@ -809,17 +647,12 @@ impl Importer {
         }
         let kernel = cx.usizes("kernel_shape", vec![kh, kw])?;
         if kernel != [kh, kw] {
-            return cx.fail(format!(
-                "kernel_shape {kernel:?} disagrees with the weight shape {:?}",
-                w.dims
-            ));
+            return cx.fail(format!("kernel_shape {kernel:?} disagrees with the weight shape {:?}", w.dims));
         }
         let stride = cx.usizes("strides", vec![1, 1])?;
         let dilation = cx.usizes("dilations", vec![1, 1])?;
         let pads = self.window_pads(cx, &in_shape, [kh, kw], &stride, &dilation)?;
-        let bias = self
-            .optional_const(cx, 2)?
-            .map_or(vec![0.0; co], |b| b.data);
+        let bias = self.optional_const(cx, 2)?.map_or(vec![0.0; co], |b| b.data);
         let conv = Conv2d {
             weight: w.data,
             bias,
@@ -849,8 +682,7 @@ impl Importer {
         match cx.string("auto_pad").as_deref().unwrap_or("NOTSET") {
             "NOTSET" | "" => {
                 let p = cx.usizes("pads", vec![0; 4])?;
-                <[usize; 4]>::try_from(p.as_slice())
-                    .or_else(|_| cx.fail(format!("pads {p:?} must have 4 entries")))
+                <[usize; 4]>::try_from(p.as_slice()).or_else(|_| cx.fail(format!("pads {p:?} must have 4 entries")))
             }
             "VALID" => Ok([0; 4]),
             mode @ ("SAME_UPPER" | "SAME_LOWER") => {
@@ -861,11 +693,7 @@ impl Importer {
                     let span = dil[ax] * (k[ax] - 1) + 1;
                     let total = ((out - 1) * stride[ax] + span).saturating_sub(n);
                     let (small, big) = (total / 2, total - total / 2);
-                    (pads[ax], pads[ax + 2]) = if mode == "SAME_UPPER" {
-                        (small, big)
-                    } else {
-                        (big, small)
-                    };
+                    (pads[ax], pads[ax + 2]) = if mode == "SAME_UPPER" { (small, big) } else { (big, small) };
                 }
                 Ok(pads)
             }
@@ -882,19 +710,10 @@ impl Importer {
         let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|i| self.constant(cx, i));
         let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
         let shape = self.builder.shape(x).to_vec();
-        let c = *shape.get(1).ok_or_else(|| {
-            ImportError(format!(
-                "node '{}': input must have a channel axis",
-                cx.name
-            ))
-        })?;
-        if [&gamma, &beta, &mean, &var]
-            .iter()
-            .any(|t| t.data.len() != c)
-        {
-            return cx.fail(format!(
-                "parameters must have {c} entries (one per channel)"
-            ));
+        let c =
+            *shape.get(1).ok_or_else(|| ImportError(format!("node '{}': input must have a channel axis", cx.name)))?;
+        if [&gamma, &beta, &mean, &var].iter().any(|t| t.data.len() != c) {
+            return cx.fail(format!("parameters must have {c} entries (one per channel)"));
         }
         let inner: usize = shape[2..].iter().product();
         let per_channel: Vec<(f64, f64)> = (0..c)
@@ -910,18 +729,13 @@ impl Importer {
                 shift.extend(std::iter::repeat_n(t, inner));
             }
         }
-        Ok(Value::Var(self.push(
-            cx,
-            Op::Affine { scale, shift },
-            &[x],
-        )?))
+        Ok(Value::Var(self.push(cx, Op::Affine { scale, shift }, &[x])?))
     }
 
     fn arithmetic(&mut self, cx: &Ctx) -> Result<Value> {
         let op = cx.node.op_type.as_str();
         let (a, b) = (self.get(cx, 0)?, self.get(cx, 1)?);
-        let affine =
-            |x: ValueId, scale: Vec<f64>, shift: Vec<f64>| (x, Op::Affine { scale, shift });
+        let affine = |x: ValueId, scale: Vec<f64>, shift: Vec<f64>| (x, Op::Affine { scale, shift });
         let (x, node) = match (a, b) {
             (Value::Const(a), Value::Const(b)) => {
                 let f: fn(f64, f64) -> f64 = match op {
@@ -930,9 +744,7 @@ impl Importer {
                     "Mul" => |p, q| p * q,
                     _ => |p, q| p / q,
                 };
-                return const_binary(a, b, f)
-                    .map(Value::Const)
-                    .map_or_else(|| cx.fail("shapes do not broadcast"), Ok);
+                return const_binary(a, b, f).map(Value::Const).map_or_else(|| cx.fail("shapes do not broadcast"), Ok);
             }
             (Value::Var(x), Value::Var(y)) => {
                 let (x, y) = (*x, *y);
@@ -940,14 +752,7 @@ impl Importer {
                     "Add" => Ok(Value::Var(self.push(cx, Op::Add, &[x, y])?)),
                     "Sub" => {
                         let n: usize = self.builder.shape(y).iter().product();
-                        let neg = self.push(
-                            cx,
-                            Op::Affine {
-                                scale: vec![-1.0; n],
-                                shift: vec![0.0; n],
-                            },
-                            &[y],
-                        )?;
+                        let neg = self.push(cx, Op::Affine { scale: vec![-1.0; n], shift: vec![0.0; n] }, &[y])?;
                         Ok(Value::Var(self.push(cx, Op::Add, &[x, neg])?))
                     }
                     _ => cx.fail("a product or quotient of two computed values is not supported"),
@@ -974,9 +779,7 @@ impl Importer {
                         }
                         affine(*x, c.iter().map(|v| 1.0 / v).collect(), vec![0.0; n])
                     }
-                    _ => {
-                        return cx.fail("dividing a constant by a computed value is not supported")
-                    }
+                    _ => return cx.fail("dividing a constant by a computed value is not supported"),
                 }
             }
         };
@@ -992,9 +795,7 @@ impl Importer {
         let x = self.var(cx, 0)?;
         let shape = self.builder.shape(x).to_vec();
         if shape.len() != 4 {
-            return cx.fail(format!(
-                "only 2-D pooling on [N, C, H, W] is supported, got {shape:?}"
-            ));
+            return cx.fail(format!("only 2-D pooling on [N, C, H, W] is supported, got {shape:?}"));
         }
         if cx.node.output.len() > 1 && cx.node.output[1..].iter().any(|o| !o.is_empty()) {
             return cx.fail("the indices output of MaxPool is not supported");
@@ -1012,8 +813,8 @@ impl Importer {
                 return cx.fail("ceil_mode = 1 is not supported");
             }
             let k = cx.usizes("kernel_shape", vec![])?;
-            let k: [usize; 2] = <[usize; 2]>::try_from(k.as_slice())
-                .or_else(|_| cx.fail("kernel_shape must have 2 entries"))?;
+            let k: [usize; 2] =
+                <[usize; 2]>::try_from(k.as_slice()).or_else(|_| cx.fail("kernel_shape must have 2 entries"))?;
             let stride = cx.usizes("strides", vec![1, 1])?;
             let dilation = cx.usizes("dilations", vec![1, 1])?;
             let pads = self.window_pads(cx, &shape, k, &stride, &dilation)?;
@@ -1025,11 +826,7 @@ impl Importer {
                 count_include_pad: cx.int("count_include_pad", 0) != 0,
             }
         };
-        let op = if max {
-            Op::MaxPool(pool)
-        } else {
-            Op::AvgPool(pool)
-        };
+        let op = if max { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
         Ok(Value::Var(self.push(cx, op, &[x])?))
     }
 
@@ -1038,21 +835,13 @@ impl Importer {
         let rank = self.builder.shape(x).len();
         let mode = cx.string("mode").unwrap_or_else(|| "constant".into());
         if mode != "constant" {
-            return cx.fail(format!(
-                "mode '{mode}' is not supported (only constant padding)"
-            ));
+            return cx.fail(format!("mode '{mode}' is not supported (only constant padding)"));
         }
         let (raw, value, axes) = if self.opset < 11 {
-            (
-                cx.ints("pads").unwrap_or_default(),
-                cx.float("value", 0.0),
-                None,
-            )
+            (cx.ints("pads").unwrap_or_default(), cx.float("value", 0.0), None)
         } else {
             let pads = self.constant(cx, 1)?.ints();
-            let value = self
-                .optional_const(cx, 2)?
-                .map_or(0.0, |c| c.data.first().copied().unwrap_or(0.0));
+            let value = self.optional_const(cx, 2)?.map_or(0.0, |c| c.data.first().copied().unwrap_or(0.0));
             let axes = self.optional_const(cx, 3)?.map(|c| c.ints());
             (pads, value, axes)
         };
@@ -1076,8 +865,7 @@ impl Importer {
             pads[ax + rank] = raw[i + axes.len()] as usize;
         }
         if pads.iter().all(|&p| p == 0) {
-            self.notes
-                .push(format!("removed '{}' (Pad with zero pads)", cx.name));
+            self.notes.push(format!("removed '{}' (Pad with zero pads)", cx.name));
             return Ok(Value::Var(x));
         }
         Ok(Value::Var(self.push(cx, Op::Pad { pads, value }, &[x])?))
@@ -1109,8 +897,7 @@ impl Importer {
             }
             "Reshape" => {
                 let target = self.constant(cx, 1)?.ints();
-                resolve_shape(&target, &dims, cx.int("allowzero", 0) != 0)
-                    .or_else(|e| cx.fail(e))?
+                resolve_shape(&target, &dims, cx.int("allowzero", 0) != 0).or_else(|e| cx.fail(e))?
             }
             "Squeeze" => {
                 let axes = axes_of(self)?;
@@ -1125,16 +912,12 @@ impl Importer {
                 if drop.iter().any(|&i| dims[i] != 1) {
                     return cx.fail(format!("cannot squeeze a non-unit axis of {dims:?}"));
                 }
-                (0..rank)
-                    .filter(|i| !drop.contains(i))
-                    .map(|i| dims[i])
-                    .collect()
+                (0..rank).filter(|i| !drop.contains(i)).map(|i| dims[i]).collect()
             }
             _ => {
                 // Unsqueeze
-                let axes = axes_of(self)?.ok_or_else(|| {
-                    ImportError(format!("node '{}' (Unsqueeze): no axes", cx.name))
-                })?;
+                let axes =
+                    axes_of(self)?.ok_or_else(|| ImportError(format!("node '{}' (Unsqueeze): no axes", cx.name)))?;
                 let out_rank = rank + axes.len();
                 let ins: Vec<usize> = axes
                     .iter()
@@ -1142,33 +925,17 @@ impl Importer {
                     .collect::<std::result::Result<_, _>>()
                     .or_else(|e| cx.fail(e))?;
                 let mut it = dims.iter();
-                (0..out_rank)
-                    .map(|i| {
-                        if ins.contains(&i) {
-                            1
-                        } else {
-                            *it.next().unwrap_or(&1)
-                        }
-                    })
-                    .collect()
+                (0..out_rank).map(|i| if ins.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect()
             }
         };
         match var {
             Some(v) => Ok(Value::Var(self.push(cx, Op::Reshape { shape }, &[v])?)),
             None => {
-                let Value::Const(c) = self.get(cx, 0)? else {
-                    unreachable!()
-                };
+                let Value::Const(c) = self.get(cx, 0)? else { unreachable!() };
                 if shape.iter().product::<usize>() != c.data.len() {
-                    return cx.fail(format!(
-                        "cannot reshape a constant of shape {:?} to {shape:?}",
-                        c.dims
-                    ));
+                    return cx.fail(format!("cannot reshape a constant of shape {:?} to {shape:?}", c.dims));
                 }
-                Ok(Value::Const(Const {
-                    dims: shape,
-                    data: c.data.clone(),
-                }))
+                Ok(Value::Const(Const { dims: shape, data: c.data.clone() }))
             }
         }
     }
@@ -1204,15 +971,9 @@ impl Importer {
         }
     }
 
-    fn finish(
-        self,
-        graph: &GraphProto,
-    ) -> Result<(Network, Vec<String>, Vec<String>, Vec<String>)> {
+    fn finish(self, graph: &GraphProto) -> Result<(Network, Vec<String>, Vec<String>, Vec<String>)> {
         if graph.output.len() != 1 {
-            return err(format!(
-                "the model has {} outputs; lipcert supports exactly one",
-                graph.output.len()
-            ));
+            return err(format!("the model has {} outputs; lipcert supports exactly one", graph.output.len()));
         }
         let out = &graph.output[0];
         let declared_output = out
@@ -1234,17 +995,11 @@ impl Importer {
         let v = match self.values.get(&out.name) {
             Some(Value::Var(v)) => *v,
             Some(Value::Const(_)) => {
-                return err(format!(
-                    "output '{}' is a constant, not a function of the input",
-                    out.name
-                ))
+                return err(format!("output '{}' is a constant, not a function of the input", out.name))
             }
             None => return err(format!("output '{}' is not produced by any node", out.name)),
         };
-        let net = self
-            .builder
-            .finish(v, out.name.clone())
-            .map_err(|e| ImportError(e.to_string()))?;
+        let net = self.builder.finish(v, out.name.clone()).map_err(|e| ImportError(e.to_string()))?;
         Ok((net, self.notes, self.declared_input, declared_output))
     }
 }

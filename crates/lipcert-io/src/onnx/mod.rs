@@ -16,10 +16,6 @@ pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
 }
 
 /// Exports a network to an ONNX file.
-pub fn export_file(
-    net: &lipcert_core::Network,
-    path: &Path,
-    precision: ExportPrecision,
-) -> std::io::Result<()> {
+pub fn export_file(net: &lipcert_core::Network, path: &Path, precision: ExportPrecision) -> std::io::Result<()> {
     std::fs::write(path, export_bytes(net, precision))
 }
