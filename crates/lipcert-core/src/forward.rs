@@ -4,9 +4,10 @@
 //! then the per-sample shape in C order.
 
 use crate::error::GraphError;
-use crate::graph::{Network, Node, Op, ValueId};
+use crate::graph::{Activation, Network, Node, Op, ValueId};
 use crate::kernels;
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Every value of a forward pass over a batch (kept for backward passes).
 pub struct Trace {
@@ -35,14 +36,24 @@ pub struct Gradients {
     pub dense: Vec<Option<DenseGrad>>,
 }
 
-/// Elementwise below this many values per batch stays on one thread.
-const PARALLEL_ELEMENTWISE: usize = 1 << 15;
+/// Elementwise work is split in chunks of this many values across threads.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
-fn map_elementwise(x: &[f64], f: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
-    if x.len() >= PARALLEL_ELEMENTWISE {
-        x.par_iter().map(|&v| f(v)).collect()
+/// Applies `f` to every value, in parallel chunks for large batches. Generic so that each
+/// activation compiles to its own (vectorizable) loop.
+fn map_in_place<F: Fn(f64) -> f64 + Sync>(xs: &mut [f64], f: F) {
+    if xs.len() > ELEMENTWISE_CHUNK {
+        xs.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
     } else {
-        x.iter().map(|&v| f(v)).collect()
+        xs.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+fn activation_in_place(a: Activation, xs: &mut [f64]) {
+    match a {
+        Activation::Relu => map_in_place(xs, |v| v.max(0.0)),
+        Activation::LeakyRelu { alpha } => map_in_place(xs, move |v| if v >= 0.0 { v } else { alpha * v }),
+        other => map_in_place(xs, move |v| other.apply(v)),
     }
 }
 
@@ -74,20 +85,9 @@ impl Network {
                 let (lead, _, hw) = spatial(in_shape);
                 kernels::conv_forward(c, x, n * lead, hw, [out_shape[2], out_shape[3]])
             }
-            Op::Affine { scale, shift } => {
-                let mut y = x.to_vec();
-                for row in y.chunks_exact_mut(scale.len()) {
-                    for ((v, a), b) in row.iter_mut().zip(scale).zip(shift) {
-                        *v = *v * a + b;
-                    }
-                }
-                y
+            Op::Affine { .. } | Op::Activation(_) | Op::Add | Op::Reshape { .. } => {
+                self.eval_in_place(node, x.to_vec(), &inputs[1..])
             }
-            Op::Activation(a) => {
-                let a = *a;
-                map_elementwise(x, move |v| a.apply(v))
-            }
-            Op::Add => x.iter().zip(inputs[1]).map(|(a, b)| a + b).collect(),
             Op::AvgPool(p) => {
                 let (lead, ch, hw) = spatial(in_shape);
                 kernels::avgpool_forward(p, x, n * lead * ch, hw, [out_shape[2], out_shape[3]])
@@ -107,7 +107,6 @@ impl Network {
                 }
                 y
             }
-            Op::Reshape { .. } => x.to_vec(),
             Op::Transpose { perm } => {
                 let index = kernels::transpose_gather_index(in_shape, perm);
                 let mut y = Vec::with_capacity(x.len());
@@ -119,17 +118,45 @@ impl Network {
         }
     }
 
+    /// Elementwise and layout operators, computed in the buffer of their first input.
+    fn eval_in_place(&self, node: &Node, mut x: Vec<f64>, others: &[&[f64]]) -> Vec<f64> {
+        match &node.op {
+            Op::Affine { scale, shift } => {
+                for row in x.chunks_exact_mut(scale.len()) {
+                    for ((v, a), b) in row.iter_mut().zip(scale).zip(shift) {
+                        *v = *v * a + b;
+                    }
+                }
+            }
+            Op::Activation(a) => activation_in_place(*a, &mut x),
+            Op::Add => x.iter_mut().zip(others[0]).for_each(|(a, b)| *a += b),
+            Op::Reshape { .. } => {}
+            _ => unreachable!("not an in-place operator"),
+        }
+        x
+    }
+
     /// Batched forward pass: `x` holds `n` samples; returns `[n, output_len]`.
     pub fn forward(&self, x: &[f64], n: usize) -> Result<Vec<f64>, GraphError> {
         self.check_batch(x, n)?;
         let last_use = self.last_uses();
-        let mut values: Vec<Option<Vec<f64>>> = vec![None; self.shapes.len()];
-        values[0] = Some(x.to_vec());
+        let mut values: Vec<Option<Cow<[f64]>>> = vec![None; self.shapes.len()];
+        values[0] = Some(Cow::Borrowed(x));
         for (k, node) in self.nodes.iter().enumerate() {
-            let inputs: Vec<&[f64]> =
-                node.inputs.iter().map(|&v| values[v].as_deref().expect("topological order")).collect();
-            let y = self.eval_node(node, k + 1, &inputs, n);
-            values[k + 1] = Some(y);
+            let first = node.inputs[0];
+            let in_place = matches!(node.op, Op::Affine { .. } | Op::Activation(_) | Op::Add | Op::Reshape { .. });
+            // Reuse the first input's buffer when no later node reads it.
+            let y = if in_place && last_use[first] == k && !node.inputs[1..].contains(&first) {
+                let owned = values[first].take().expect("topological order").into_owned();
+                let others: Vec<&[f64]> =
+                    node.inputs[1..].iter().map(|&v| values[v].as_deref().expect("topological order")).collect();
+                self.eval_in_place(node, owned, &others)
+            } else {
+                let inputs: Vec<&[f64]> =
+                    node.inputs.iter().map(|&v| values[v].as_deref().expect("topological order")).collect();
+                self.eval_node(node, k + 1, &inputs, n)
+            };
+            values[k + 1] = Some(Cow::Owned(y));
             // Free what no later node reads.
             for &v in &node.inputs {
                 if last_use[v] == k {
@@ -137,7 +164,7 @@ impl Network {
                 }
             }
         }
-        Ok(values[self.output].take().expect("output computed"))
+        Ok(values[self.output].take().expect("output computed").into_owned())
     }
 
     /// Forward pass that keeps every value, for backward passes.

@@ -106,24 +106,106 @@ impl ConvGeometry {
     }
 }
 
-/// Visits every (im2col row, output position, input offset) triple of group `g`, where the
-/// input offset is None for positions in the zero padding.
+/// Output positions `o` in `0..n_out` whose input index `o * stride + offset` lies in `0..n_in`.
 #[inline]
-fn for_each_tap(c: &Conv2d, geo: &ConvGeometry, g: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
+fn valid_range(n_out: usize, n_in: usize, stride: usize, offset: isize) -> std::ops::Range<usize> {
+    let s = stride as isize;
+    // Smallest o with o*s + offset >= 0, and smallest o with o*s + offset >= n_in.
+    let lo = if offset >= 0 { 0 } else { (-offset + s - 1) / s };
+    let hi = if n_in as isize - offset <= 0 { 0 } else { (n_in as isize - offset + s - 1) / s };
+    (lo.max(0) as usize).min(n_out)..(hi.max(0) as usize).min(n_out)
+}
+
+/// Calls `f(im2col row, output row slice start, input offset of the first valid position,
+/// valid output columns)` for every kernel tap and output row of group `g`; positions outside
+/// the valid columns (or whole rows, when `input offset` is None) fall in the zero padding.
+#[inline]
+fn for_each_tap_row(
+    c: &Conv2d,
+    geo: &ConvGeometry,
+    g: usize,
+    mut f: impl FnMut(usize, usize, Option<usize>, std::ops::Range<usize>),
+) {
     let [kh, kw] = c.kernel;
     for ci in 0..geo.cg {
         let chan = (g * geo.cg + ci) * geo.h * geo.w;
         for ki in 0..kh {
+            let oy_valid = valid_range(geo.oh, geo.h, c.stride[0], (ki * c.dilation[0]) as isize - c.pads[0] as isize);
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
+                let x_off = (kj * c.dilation[1]) as isize - c.pads[1] as isize;
+                let ox_valid = valid_range(geo.ow, geo.w, c.stride[1], x_off);
                 for oy in 0..geo.oh {
-                    let iy = (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
-                    let y_ok = iy >= 0 && (iy as usize) < geo.h;
-                    for ox in 0..geo.ow {
-                        let ix = (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
-                        let inside = y_ok && ix >= 0 && (ix as usize) < geo.w;
-                        let src = inside.then(|| chan + iy as usize * geo.w + ix as usize);
-                        f(row, oy * geo.ow + ox, src);
+                    let src = (oy_valid.contains(&oy) && !ox_valid.is_empty()).then(|| {
+                        let iy = (oy * c.stride[0] + ki * c.dilation[0]) - c.pads[0];
+                        let ix = (ox_valid.start * c.stride[1]) as isize + x_off;
+                        chan + iy * geo.w + ix as usize
+                    });
+                    f(row, oy * geo.ow, src, ox_valid.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The zero-padded image split into its stride phases: phase (ry, rx) holds the padded pixels
+/// (y, x) with y % sy == ry and x % sx == rx, as `[sy * sx][C][hq][wq]`. Every kernel tap then
+/// reads contiguous runs of one phase, so im2col is plain row copies with no bounds tests.
+struct Phases {
+    data: Vec<f64>,
+    hq: usize,
+    wq: usize,
+}
+
+impl Phases {
+    fn new(c: &Conv2d, geo: &ConvGeometry) -> Self {
+        let [sy, sx] = c.stride;
+        let hq = (geo.h + c.pads[0] + c.pads[2]).div_ceil(sy);
+        let wq = (geo.w + c.pads[1] + c.pads[3]).div_ceil(sx);
+        Phases { data: vec![0.0; sy * sx * c.in_channels * hq * wq], hq, wq }
+    }
+
+    fn fill(&mut self, c: &Conv2d, geo: &ConvGeometry, img: &[f64]) {
+        let [sy, sx] = c.stride;
+        let (hq, wq, plane) = (self.hq, self.wq, self.hq * self.wq);
+        let chans = c.in_channels;
+        self.data.fill(0.0);
+        for ch in 0..chans {
+            for y in 0..geo.h {
+                let py = y + c.pads[0];
+                let src = &img[(ch * geo.h + y) * geo.w..(ch * geo.h + y + 1) * geo.w];
+                for rx in 0..sx {
+                    // Pixels x with (x + pad_left) % sx == rx go to phase (py % sy, rx).
+                    let first = (rx + sx - c.pads[1] % sx) % sx;
+                    if first >= geo.w {
+                        continue;
+                    }
+                    let phase = (py % sy) * sx + rx;
+                    let base = (phase * chans + ch) * plane + (py / sy) * wq + (first + c.pads[1]) / sx;
+                    for (k, v) in src[first..].iter().step_by(sx).enumerate() {
+                        self.data[base + k] = *v;
+                    }
+                }
+            }
+        }
+        debug_assert!(hq * sy >= geo.h + c.pads[0]);
+    }
+
+    fn im2col(&self, c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &mut [f64]) {
+        let [sy, sx] = c.stride;
+        let [kh, kw] = c.kernel;
+        let (p, plane) = (geo.p(), self.hq * self.wq);
+        for ci in 0..geo.cg {
+            let ch = g * geo.cg + ci;
+            for ki in 0..kh {
+                let ay = ki * c.dilation[0];
+                for kj in 0..kw {
+                    let ax = kj * c.dilation[1];
+                    let phase = (ay % sy) * sx + ax % sx;
+                    let base = (phase * c.in_channels + ch) * plane + (ay / sy) * self.wq + ax / sx;
+                    let row = &mut cols[((ci * kh + ki) * kw + kj) * p..][..p];
+                    for (oy, dst) in row.chunks_exact_mut(geo.ow).enumerate() {
+                        dst.copy_from_slice(&self.data[base + oy * self.wq..][..geo.ow]);
                     }
                 }
             }
@@ -131,16 +213,14 @@ fn for_each_tap(c: &Conv2d, geo: &ConvGeometry, g: usize, mut f: impl FnMut(usiz
     }
 }
 
-fn im2col(c: &Conv2d, geo: &ConvGeometry, g: usize, img: &[f64], cols: &mut [f64]) {
-    let p = geo.p();
-    for_each_tap(c, geo, g, |row, pos, src| cols[row * p + pos] = src.map_or(0.0, |s| img[s]));
-}
-
 fn col2im_add(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], img: &mut [f64]) {
-    let p = geo.p();
-    for_each_tap(c, geo, g, |row, pos, src| {
-        if let Some(s) = src {
-            img[s] += cols[row * p + pos];
+    let (p, sx) = (geo.p(), c.stride[1]);
+    for_each_tap_row(c, geo, g, |row, start, src, valid| {
+        if let Some(src) = src {
+            let from = &cols[row * p + start + valid.start..row * p + start + valid.end];
+            for (s, d) in from.iter().zip(img[src..].iter_mut().step_by(sx)) {
+                *d += s;
+            }
         }
     });
 }
@@ -150,9 +230,10 @@ pub fn conv_forward(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [
     let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
     let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
     let mut y = vec![0.0; images * out_len];
-    let one_image = |img: &[f64], out: &mut [f64], cols: &mut Vec<f64>, par: Par| {
+    let one_image = |img: &[f64], out: &mut [f64], (phases, cols): &mut (Phases, Vec<f64>), par: Par| {
+        phases.fill(c, &geo, img);
         for g in 0..c.groups {
-            im2col(c, &geo, g, img, cols);
+            phases.im2col(c, &geo, g, cols);
             let out_g = &mut out[g * geo.og * p..(g + 1) * geo.og * p];
             for (o, row) in out_g.chunks_exact_mut(p).enumerate() {
                 row.fill(c.bias[g * geo.og + o]);
@@ -161,13 +242,13 @@ pub fn conv_forward(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [
             gemm(out_g, w_g, false, cols, false, (geo.og, geo.k, p), true, par);
         }
     };
+    let buffers = || (Phases::new(c, &geo), vec![0.0; geo.k * p]);
     if images == 1 {
-        let mut cols = vec![0.0; geo.k * p];
-        one_image(x, &mut y, &mut cols, par_for(geo.og * geo.k * p));
+        one_image(x, &mut y, &mut buffers(), par_for(geo.og * geo.k * p));
     } else {
         y.par_chunks_mut(out_len)
             .zip(x.par_chunks(in_len))
-            .for_each_init(|| vec![0.0; geo.k * p], |cols, (out, img)| one_image(img, out, cols, Par::Seq));
+            .for_each_init(buffers, |bufs, (out, img)| one_image(img, out, bufs, Par::Seq));
     }
     y
 }

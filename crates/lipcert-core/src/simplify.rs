@@ -82,9 +82,11 @@ fn rebuild(net: &Network, notes: &mut Vec<String>, fold_affine: bool) -> Result<
                 let target = map[src];
                 if let Some(op) = b.producer_op(target) {
                     if let Some(folded) = fold(op, b.shape(target), scale, shift) {
-                        let into = b.name(target).to_string();
+                        // Merging two affine maps only combines constants: not worth a note.
+                        if !matches!(op, Op::Affine { .. }) {
+                            notes.push(format!("folded '{}' (affine) into '{}'", node.name, b.name(target)));
+                        }
                         b.replace_op(target, folded)?;
-                        notes.push(format!("folded '{}' (affine) into '{into}'", node.name));
                         map[v] = target;
                         continue;
                     }

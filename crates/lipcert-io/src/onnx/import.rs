@@ -82,18 +82,12 @@ pub fn import_model(model: &ModelProto) -> Result<Imported> {
     for node in &graph.node {
         importer.node(node)?;
     }
-    let (network, mut notes, declared_input, declared_output) = importer.finish(graph)?;
-    let (network, simplify_notes) = simplify(network).map_err(|e| ImportError(e.to_string()))?;
-    notes.extend(simplify_notes);
-    Ok(Imported {
-        network,
-        ir_version: model.ir_version,
-        opset,
-        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
-        declared_input,
-        declared_output,
-        notes,
-    })
+    let producer = format!("{} {}", model.producer_name, model.producer_version).trim().to_string();
+    let mut imported = importer.finish(graph)?;
+    let (network, simplify_notes) = simplify(imported.network).map_err(|e| ImportError(e.to_string()))?;
+    imported.network = network;
+    imported.notes.extend(simplify_notes);
+    Ok(Imported { ir_version: model.ir_version, opset, producer, ..imported })
 }
 
 fn tensor_to_const(t: &TensorProto) -> Result<Const> {
@@ -239,7 +233,7 @@ fn resolve_shape(target: &[i64], input: &[usize], allow_zero: bool) -> std::resu
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} to {target:?}"));
         }
         out[i] = numel / known;
@@ -971,7 +965,8 @@ impl Importer {
         }
     }
 
-    fn finish(self, graph: &GraphProto) -> Result<(Network, Vec<String>, Vec<String>, Vec<String>)> {
+    /// The network as read (not yet simplified); model-level fields are left for the caller.
+    fn finish(self, graph: &GraphProto) -> Result<Imported> {
         if graph.output.len() != 1 {
             return err(format!("the model has {} outputs; lipcert supports exactly one", graph.output.len()));
         }
@@ -999,7 +994,15 @@ impl Importer {
             }
             None => return err(format!("output '{}' is not produced by any node", out.name)),
         };
-        let net = self.builder.finish(v, out.name.clone()).map_err(|e| ImportError(e.to_string()))?;
-        Ok((net, self.notes, self.declared_input, declared_output))
+        let network = self.builder.finish(v, out.name.clone()).map_err(|e| ImportError(e.to_string()))?;
+        Ok(Imported {
+            network,
+            ir_version: 0,
+            opset: self.opset,
+            producer: String::new(),
+            declared_input: self.declared_input,
+            declared_output,
+            notes: self.notes,
+        })
     }
 }

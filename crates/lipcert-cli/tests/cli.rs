@@ -1,0 +1,148 @@
+//! End-to-end CLI behaviour: the JSON contract, input layouts, and one-line errors with a
+//! non-zero exit code (never a panic) for bad input.
+
+mod common;
+use common::*;
+use lipcert_core::demo::demo_network;
+use lipcert_io::{export_bytes, DType, ExportPrecision, NpyArray};
+use std::path::{Path, PathBuf};
+
+fn demo_path() -> PathBuf {
+    repo_root().join("models/demo.onnx")
+}
+
+/// Runs lipcert expecting failure; returns its single stderr line.
+fn fails(args: &[&str]) -> String {
+    let out = lipcert(args);
+    assert!(!out.status.success(), "lipcert {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    err
+}
+
+fn write_npy(dir: &Path, name: &str, shape: Vec<usize>, dtype: DType) -> String {
+    let n = shape.iter().product();
+    let p = dir.join(name);
+    NpyArray::new(shape, (0..n).map(|i| (i % 7) as f64 * 0.1).collect(), dtype).write(&p).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn shipped_demo_model_is_reproducible_from_code() {
+    let bytes = export_bytes(&demo_network(), ExportPrecision::F32);
+    if std::env::var_os("LIPCERT_WRITE_DEMO").is_some() {
+        std::fs::write(demo_path(), &bytes).unwrap();
+    }
+    let shipped = std::fs::read(demo_path()).expect("models/demo.onnx is shipped");
+    assert!(shipped == bytes, "models/demo.onnx differs from demo_network(); regenerate with LIPCERT_WRITE_DEMO=1");
+}
+
+#[test]
+fn info_json_follows_the_contract() {
+    let out = lipcert_ok(&["info", demo_path().to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is only JSON");
+    assert_eq!(v["inputs"][0]["name"], "image");
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, 1, 12, 12]));
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 3]));
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 10);
+    assert!(nodes.iter().all(|n| n["name"].is_string() && n["op"].is_string()));
+    let params: u64 = nodes.iter().map(|n| n["params"].as_u64().unwrap()).sum();
+    assert_eq!(v["params"].as_u64().unwrap(), params);
+    let table = lipcert_ok(&["info", demo_path().to_str().unwrap()]);
+    assert!(table.contains("conv2") && table.contains("AvgPool") && table.contains("[1, 8, 3, 3]"), "{table}");
+}
+
+#[test]
+fn eval_accepts_any_row_layout_and_both_float_types() {
+    let dir = tempdir("cli-eval");
+    let model = demo_path();
+    let model = model.to_str().unwrap();
+    let mut outputs = vec![];
+    for (name, shape, dtype) in [
+        ("flat.npy", vec![5, 144], DType::F32),
+        ("image.npy", vec![5, 1, 1, 12, 12], DType::F32),
+        ("f64.npy", vec![5, 144], DType::F64),
+    ] {
+        let x = write_npy(&dir, name, shape, dtype);
+        let y = dir.join(format!("y-{name}"));
+        let json = lipcert_ok(&["eval", model, "--input", &x, "--output", y.to_str().unwrap(), "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["samples"], 5);
+        let y = NpyArray::read(&y).unwrap();
+        assert_eq!((y.shape.clone(), y.dtype), (vec![5, 3], DType::F64));
+        outputs.push(y.data);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    // f32 and f64 inputs hold the same values here (multiples of 0.1 differ in f32).
+    assert!(scaled_error(&outputs[0], &outputs[2]) < 1e-6);
+    let x = write_npy(&dir, "one.npy", vec![144], DType::F32);
+    let y = dir.join("one-out.npy");
+    lipcert_ok(&["eval", model, "--input", &x, "--output", y.to_str().unwrap(), "--dtype", "f32"]);
+    assert_eq!(NpyArray::read(&y).unwrap().dtype, DType::F32);
+}
+
+#[test]
+fn bad_models_get_one_line_errors() {
+    let dir = tempdir("cli-bad-models");
+    let good = std::fs::read(demo_path()).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let e = fails(&["info", truncated.to_str().unwrap()]);
+    assert!(e.contains("truncated.onnx"), "{e}");
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07\x12\xff\xff\xff\xff\x0fnot onnx").unwrap();
+    assert!(fails(&["info", garbage.to_str().unwrap()]).contains("garbage.onnx"));
+    let e = fails(&["info", "/no/such/model.onnx"]);
+    assert!(e.contains("/no/such/model.onnx") && e.contains("no such file"), "{e}");
+}
+
+#[test]
+fn unknown_operator_and_nan_weights_name_the_node() {
+    use lipcert_io::onnx::proto::ModelProto;
+    use prost::Message;
+    let dir = tempdir("cli-bad-ops");
+    let good = std::fs::read(demo_path()).unwrap();
+    let mut m = ModelProto::decode(good.as_slice()).unwrap();
+    m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.name == "relu1").unwrap().op_type = "HardSwish2".into();
+    let p = dir.join("unknown.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    let e = fails(&["info", p.to_str().unwrap()]);
+    assert!(e.contains("HardSwish2") && e.contains("relu1"), "{e}");
+
+    let mut m = ModelProto::decode(good.as_slice()).unwrap();
+    let init = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "fc1.weight").unwrap();
+    init.raw_data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    let p = dir.join("nan.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    let e = fails(&["eval", p.to_str().unwrap(), "--input", "x.npy", "--output", "y.npy"]);
+    assert!(e.contains("fc1") && e.contains("NaN"), "{e}");
+}
+
+#[test]
+fn bad_npy_inputs_get_one_line_errors() {
+    let dir = tempdir("cli-bad-npy");
+    let model = demo_path();
+    let model = model.to_str().unwrap();
+    let y = dir.join("y.npy");
+    let y = y.to_str().unwrap();
+    let wrong_shape = write_npy(&dir, "wrong_shape.npy", vec![4, 100], DType::F32);
+    let e = fails(&["eval", model, "--input", &wrong_shape, "--output", y]);
+    assert!(e.contains("wrong_shape.npy") && e.contains("100") && e.contains("144"), "{e}");
+    let ints = write_npy(&dir, "ints.npy", vec![2, 144], DType::I64);
+    let e = fails(&["eval", model, "--input", &ints, "--output", y]);
+    assert!(e.contains("ints.npy") && e.contains("int64"), "{e}");
+    let corrupt = dir.join("corrupt.npy");
+    std::fs::write(&corrupt, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'").unwrap();
+    assert!(fails(&["eval", model, "--input", corrupt.to_str().unwrap(), "--output", y]).contains("corrupt.npy"));
+    let nan = dir.join("nan.npy");
+    NpyArray::new(vec![2, 144], (0..288).map(|i| if i == 150 { f64::NAN } else { 0.0 }).collect(), DType::F64)
+        .write(&nan)
+        .unwrap();
+    let e = fails(&["eval", model, "--input", nan.to_str().unwrap(), "--output", y]);
+    assert!(e.contains("sample 1") && e.contains("NaN"), "{e}");
+    let e = fails(&["eval", model, "--input", "/no/x.npy", "--output", y]);
+    assert!(e.contains("/no/x.npy"), "{e}");
+}
