@@ -1,0 +1,8 @@
+//! lipcert-spectral: certified spectral norms of dense (and, next, convolutional) layers.
+//! Every result is a bracket [lower, upper] that holds in real arithmetic; see
+//! docs/GUARANTEES.md for exactly what each method certifies.
+
+pub mod dense;
+pub mod rounding;
+
+pub use dense::{spectral_norm, Bracket, Method, Options};
