@@ -4,6 +4,7 @@
 mod commands;
 mod render;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Write the model as lipcert reads it (BatchNorm folded, identities removed) to ONNX.
     Export(commands::export::Args),
+    /// Certified bracket [lower, upper] on the spectral norm of a matrix.
+    Spectral(commands::spectral::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,11 +43,28 @@ fn main() -> ExitCode {
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error{at}: {msg} (please report this)");
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            // Usage errors in one line, like every other error.
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            eprintln!("error: {} (see lipcert --help)", message.join(" ").trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Export(a) => commands::export::run(a),
+        Command::Spectral(a) => commands::spectral::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,3 +146,37 @@ fn bad_npy_inputs_get_one_line_errors() {
     let e = fails(&["eval", model, "--input", "/no/x.npy", "--output", y]);
     assert!(e.contains("/no/x.npy"), "{e}");
 }
+
+#[test]
+fn spectral_json_brackets_the_norm_and_rejects_bad_matrices() {
+    let dir = tempdir("cli-spectral");
+    // A rotation times diag(3, 2, 0.5): sigma_1 = 3.
+    let (c, s) = (0.6f64, 0.8f64);
+    let w = vec![3.0 * c, -2.0 * s, 0.0, 3.0 * s, 2.0 * c, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0];
+    let p = dir.join("w.npy");
+    NpyArray::new(vec![4, 3], w, DType::F64).write(&p).unwrap();
+    for method in ["auto", "gram", "exact", "power"] {
+        let out = lipcert_ok(&["spectral", "--matrix", p.to_str().unwrap(), "--method", method, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let lower = v["lower"].as_f64().unwrap();
+        assert!(lower <= 3.0 && lower > 2.999, "{method}: {v}");
+        match v["upper"].as_f64() {
+            Some(upper) => assert!((3.0..3.001).contains(&upper), "{method}: {v}"),
+            None => assert_eq!(method, "power"),
+        }
+        assert!(v["iters"].is_u64() && v["time_s"].is_f64() && v["method"].is_string());
+    }
+    let table = lipcert_ok(&["spectral", "--matrix", p.to_str().unwrap(), "--method", "gram", "--iters", "2"]);
+    assert!(table.contains("gram") && table.contains("4 x 3"), "{table}");
+    let cube = write_npy(&dir, "cube.npy", vec![2, 2, 2], DType::F64);
+    assert!(fails(&["spectral", "--matrix", &cube]).contains("2-D"));
+    let ints = write_npy(&dir, "ints.npy", vec![2, 2], DType::I64);
+    assert!(fails(&["spectral", "--matrix", &ints]).contains("int64"));
+    let nan = dir.join("nan.npy");
+    NpyArray::new(vec![2, 2], vec![1.0, f64::NAN, 0.0, 1.0], DType::F64).write(&nan).unwrap();
+    assert!(fails(&["spectral", "--matrix", nan.to_str().unwrap()]).contains("(0, 1)"));
+    assert!(fails(&["spectral", "--matrix", p.to_str().unwrap(), "--tol=-1"]).contains("--tol"));
+    // Usage errors are one line too.
+    assert!(fails(&["spectral", "--matrix", p.to_str().unwrap(), "--tol", "-1"]).contains("lipcert --help"));
+    assert!(fails(&["spectral"]).contains("--matrix"));
+}

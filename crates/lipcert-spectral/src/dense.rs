@@ -95,10 +95,17 @@ fn tall(a: MatRef<'_, f64>) -> MatRef<'_, f64> {
     }
 }
 
-/// dst = X^T X (symmetric): only the lower triangle is computed, then mirrored.
-fn gram_product(x: MatRef<'_, f64>) -> Mat<f64> {
+/// alpha X^T X (symmetric; alpha a power of two): only the lower triangle is computed, then
+/// mirrored. Scaling inside the product is exact and saves a pass over the data.
+fn gram_product(x: MatRef<'_, f64>, alpha: f64) -> Mat<f64> {
+    let mut g = Mat::<f64>::zeros(x.ncols(), x.ncols());
+    gram_product_into(&mut g, x, alpha);
+    g
+}
+
+/// As `gram_product`, into an existing q x q buffer (every entry is overwritten).
+fn gram_product_into(g: &mut Mat<f64>, x: MatRef<'_, f64>, alpha: f64) {
     let q = x.ncols();
-    let mut g = Mat::<f64>::zeros(q, q);
     let work = x.nrows() * q * q / 2;
     tri_matmul(
         g.as_mut(),
@@ -108,11 +115,58 @@ fn gram_product(x: MatRef<'_, f64>) -> Mat<f64> {
         BlockStructure::Rectangular,
         x,
         BlockStructure::Rectangular,
-        1.0,
+        alpha,
         par(work),
     );
-    mirror_lower(&mut g);
-    g
+    mirror_lower(g);
+}
+
+/// Absolute error that covers gradual underflow inside one product (at most 2^-1074 per
+/// operation, for matrices far smaller than 2^700 entries).
+const UNDERFLOW_SLACK: f64 = 1e-300;
+
+/// Upper bound on ||G||_F in one pass, for iterates already scaled near unit norm; falls back
+/// to the overflow-safe two-pass version when the quick sum leaves the safe range.
+fn frobenius_fast(g: &Mat<f64>) -> f64 {
+    let sum: f64 = g.col_iter().map(|c| c.iter().map(|v| v * v).sum::<f64>()).sum();
+    if sum.is_finite() && sum > 1e-280 {
+        up(sum.sqrt() * (1.0 + gamma(g.nrows() * g.ncols() + 2)))
+    } else {
+        frobenius_upper(g.as_ref())
+    }
+}
+
+/// The matrix scaled by 2^-e0 for computing with: `a` itself with the scale applied inside
+/// products (`exp` = e0) at ordinary magnitudes, or an exactly scaled copy (`exp` = 0) at
+/// extreme ones, where intermediate sums could overflow or underflow.
+struct Scaled<'a> {
+    view: MatRef<'a, f64>,
+    copy: Option<Mat<f64>>,
+    exp: i32,
+}
+
+impl<'a> Scaled<'a> {
+    fn new(a: MatRef<'a, f64>, e0: i32, fro_a: f64) -> Self {
+        if e0.abs() > 400 {
+            Scaled { view: a, copy: Some(scaled_copy(a, e0, fro_a).0), exp: 0 }
+        } else {
+            Scaled { view: a, copy: None, exp: e0 }
+        }
+    }
+    fn matrix(&self) -> MatRef<'_, f64> {
+        self.copy.as_ref().map_or(self.view, |c| c.as_ref())
+    }
+    /// (2^-e0 A)^T (2^-e0 A).
+    fn gram(&self) -> Mat<f64> {
+        gram_product(self.matrix(), pow2(-2 * self.exp))
+    }
+    /// Certified lower bound on sigma_1(A) (true units) from a vector.
+    fn lower(&self, x: &Col<f64>, fro_a: f64, e0: i32) -> f64 {
+        match &self.copy {
+            Some(c) => down(certified_lower(c.as_ref(), x, fro_a * pow2(-e0)) * pow2(e0)),
+            None => certified_lower(self.view, x, fro_a),
+        }
+    }
 }
 
 /// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache.
@@ -300,47 +354,56 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
         return Bracket { lower: 0.0, upper: f64::INFINITY, method: "gram", iters: 0 };
     }
     let e0 = exponent(fro_a);
-    let (scaled, fro_s) = scaled_copy(a, e0, fro_a);
+    let scaled = Scaled::new(a, e0, fro_a);
+    let fro_s = fro_a * pow2(-e0);
     let mut levels = vec![];
-    let mut g = gram_product(scaled.as_ref());
-    let mut product_error = up(gamma(p) * fro_s * fro_s);
+    let mut g = scaled.gram();
+    let mut fro_g = frobenius_upper(g.as_ref());
+    let mut product_error = up(gamma(p) * fro_s * fro_s) + UNDERFLOW_SLACK;
     let (max_iters, tol) = match (opts.iters, opts.tol) {
         (Some(n), _) => (n.max(1), 0.0),
         (None, t) => (30, t.unwrap_or(1e-6)),
     };
+    // ||G_t^2||_F / ||G_t||_F^2 of the previous step: near 1 once one eigenvalue dominates.
+    let mut concentration = 0.0;
+    let mut best_width = f64::INFINITY;
+    let mut spare: Option<Mat<f64>> = None;
     let mut t = 1;
     loop {
-        // Scale the new iterate by an exact power of two to keep it near unit Frobenius norm.
-        let fro_g = frobenius_upper(g.as_ref());
+        // The iterate G_t is used as 2^-e G_t (an exact power-of-two scale near unit norm); the
+        // scale is applied in place only when the readout needs it, else inside the next product.
         let e = exponent(fro_g);
-        scale_in_place(&mut g, pow2(-e));
         let fro_gs = fro_g * pow2(-e);
         levels.push(Level { product_error, next_exponent: e });
         let last = t >= max_iters;
-        // The readout costs a few passes over G; it can only succeed once the top eigenvalue
-        // carries most of the Frobenius norm, so earlier iterates skip it (speed only).
-        if last || dominant(&g, fro_gs) {
+        let mut scaled_in_place = false;
+        // The readout costs a few passes over G and only succeeds once the top eigenvalue carries
+        // most of the Frobenius norm, so iterates before that skip it (this affects speed only).
+        if last || concentration >= 0.3 {
+            scale_in_place(&mut g, pow2(-e));
+            scaled_in_place = true;
             let x = refined_column(&g, 2);
             let top = block_bound(&g, &x, fro_gs);
             let upper = up(chain_back(&levels, top) * pow2(e0));
-            let lower = down(certified_lower(scaled.as_ref(), &x, fro_s) * pow2(e0)).min(upper);
+            let lower = scaled.lower(&x, fro_a, e0).min(upper);
             let bracket = Bracket { lower, upper, method: "gram", iters: t };
-            if last || (opts.iters.is_none() && bracket.relative_width() < tol) {
+            let width = bracket.relative_width();
+            // Past the rounding floor the width stops shrinking: return the best bracket.
+            let stalled = opts.iters.is_none() && width > 0.5 * best_width && t > 3;
+            if last || (opts.iters.is_none() && width < tol) || stalled {
                 return bracket;
             }
+            best_width = best_width.min(width);
         }
-        product_error = up(gamma(q) * fro_gs * fro_gs);
-        g = gram_product(g.as_ref());
+        product_error = up(gamma(q) * fro_gs * fro_gs) + UNDERFLOW_SLACK;
+        // Ping-pong between two buffers: no allocation (and no page faults) per product.
+        let mut next = spare.take().unwrap_or_else(|| Mat::zeros(q, q));
+        gram_product_into(&mut next, g.as_ref(), if scaled_in_place { 1.0 } else { pow2(-2 * e) });
+        spare = Some(std::mem::replace(&mut g, next));
+        fro_g = frobenius_fast(&g);
+        concentration = fro_g / (fro_gs * fro_gs);
         t += 1;
     }
-}
-
-/// Whether the top eigenvalue of symmetric G can carry most of its Frobenius norm: the block
-/// readout needs ||G x|| >= ||G||_F / sqrt(2) for a unit x; test the dominant column at 0.6.
-fn dominant(g: &Mat<f64>, fro: f64) -> bool {
-    let x = refined_column(g, 0);
-    let n = x.norm_l2();
-    n > 0.0 && (g * &x).norm_l2() >= 0.6 * fro * n
 }
 
 /// A scaled by 2^-e (exact) in a new column-major matrix, and an upper bound on its
@@ -454,14 +517,16 @@ pub fn auto(a: MatRef<'_, f64>, opts: Options) -> Bracket {
         return gram(a, opts);
     }
     let e0 = exponent(fro_a);
-    let (scaled, fro_s) = scaled_copy(at, e0, fro_a);
-    let g = gram_product(scaled.as_ref());
-    let product_error = up(gamma(p) * fro_s * fro_s);
+    let scaled = Scaled::new(at, e0, fro_a);
+    let fro_s = fro_a * pow2(-e0);
+    let g = scaled.gram();
+    let product_error = up(gamma(p) * fro_s * fro_s) + UNDERFLOW_SLACK;
     let (theta, x, steps) = lanczos_top(&g, tol * 0.05, 400, opts.seed);
     if theta.is_nan() || theta <= 0.0 {
         return gram(a, opts);
     }
-    let mut lower = certified_lower(scaled.as_ref(), &x, fro_s);
+    // Lower bounds in the scaled units of G (scaling by 2^-e0 is exact).
+    let mut lower = scaled.lower(&x, fro_a, e0) * pow2(-e0);
     // lambda-relative slack: sigma-relative width tol needs about 2 tol in lambda.
     let mut slack = 1.5 * tol;
     for _ in 0..4 {
@@ -478,7 +543,7 @@ pub fn auto(a: MatRef<'_, f64>, opts: Options) -> Bracket {
                 }
                 z = rhs.col(0) * (1.0 / nz);
             }
-            lower = lower.max(certified_lower(scaled.as_ref(), &z, fro_s));
+            lower = lower.max(scaled.lower(&z, fro_a, e0) * pow2(-e0));
             let upper = up((mu + product_error).sqrt());
             let s = pow2(e0);
             let bracket =

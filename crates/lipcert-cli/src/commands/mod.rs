@@ -1,6 +1,7 @@
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod spectral;
 
 use anyhow::Context;
 use lipcert_io::{import_file, Imported};
