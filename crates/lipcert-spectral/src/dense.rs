@@ -79,7 +79,8 @@ impl Default for Options {
 
 /// Parallelism for products of this many multiply-adds.
 fn par(work: usize) -> Par {
-    if work > 1 << 18 {
+    // Inside a rayon task (per-frequency blocks) the outer loop already uses every thread.
+    if work > 1 << 18 && rayon::current_thread_index().is_none() {
         Par::rayon(0)
     } else {
         Par::Seq

@@ -1,0 +1,409 @@
+//! Spectral norm of a 2-D convolution layer (as a linear map on C x H x W inputs), as a
+//! certified bracket.
+//!
+//! - Circular padding, stride 1: the operator is block-diagonalized by the 2-D DFT; its
+//!   singular values are those of the per-frequency blocks
+//!   D(u, v) = sum_{a,b} K[:, :, a, b] exp(-2 pi i (u a / H + v b / W))  (c_out x c_in, complex),
+//!   so the norm is max over (u, v) of sigma_1(D(u, v)) (thesis section 3.3, Sedghi et al.).
+//!   Each block is handled as its real embedding [[Re D, -Im D], [Im D, Re D]], which has the
+//!   same singular values, by the dense methods; D(-u, -v) = conj D(u, v) halves the work.
+//! - Zero padding: a zero-padded convolution on H x W with pads <= k - 1 equals a restriction of
+//!   the circular convolution on the larger grid (H + max(p_top, p_bottom)) x
+//!   (W + max(p_left, p_right)) to zero-extended inputs and to the output window, so the
+//!   circular norm on that grid is an upper bound (no wrap-around reaches a nonzero input).
+//!   The plain circular value on H x W is *not* an upper bound for zero padding.
+//! - Stride s: the strided output is a subset of the stride-1 output, so the stride-1 norm is an
+//!   upper bound.
+//! - Lower bounds: ||W x|| / ||x|| of the real operator (with its padding and stride), certified
+//!   as in dense.rs, for x built from the top singular vector of the best block (a plane wave)
+//!   and refined by power iteration on the real operator.
+
+use crate::dense::{self, Bracket, Method, Options};
+use crate::rounding::{down, gamma, up, U};
+use faer::Mat;
+use lipcert_core::kernels::{conv_backward, conv_forward};
+use lipcert_core::{Conv2d, Rng};
+use rayon::prelude::*;
+use std::f64::consts::TAU;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    Circular,
+    /// Zero padding: top, left, bottom, right (each at most kernel - 1).
+    Zeros([usize; 4]),
+}
+
+/// A convolution layer as a linear operator (no bias).
+#[derive(Clone, Debug)]
+pub struct ConvOperator {
+    /// [c_out, c_in, kh, kw] in C order.
+    pub kernel: Vec<f64>,
+    pub c_out: usize,
+    pub c_in: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// Input height and width.
+    pub h: usize,
+    pub w: usize,
+    pub stride: [usize; 2],
+    pub padding: Padding,
+}
+
+impl ConvOperator {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.kernel.len() != self.c_out * self.c_in * self.kh * self.kw {
+            return Err("kernel size does not match its shape".into());
+        }
+        if [self.c_out, self.c_in, self.kh, self.kw, self.h, self.w].contains(&0) || self.stride.contains(&0) {
+            return Err("every dimension and the stride must be positive".into());
+        }
+        if self.kernel.iter().any(|v| !v.is_finite()) {
+            return Err("the kernel holds NaN or infinite values".into());
+        }
+        match self.padding {
+            Padding::Circular if self.kh > self.h || self.kw > self.w => {
+                Err(format!("a {}x{} kernel is larger than the {}x{} input", self.kh, self.kw, self.h, self.w))
+            }
+            Padding::Zeros(p) if p[0].max(p[2]) >= self.kh || p[1].max(p[3]) >= self.kw => {
+                Err(format!("zero pads {p:?} must be smaller than the kernel {}x{}", self.kh, self.kw))
+            }
+            Padding::Zeros(p) if self.h + p[0] + p[2] < self.kh || self.w + p[1] + p[3] < self.kw => {
+                Err("the kernel is larger than the padded input".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Output height and width.
+    pub fn output_size(&self) -> [usize; 2] {
+        let (ph, pw) = match self.padding {
+            Padding::Circular => (self.h, self.w),
+            Padding::Zeros(p) => (self.h + p[0] + p[2] - self.kh + 1, self.w + p[1] + p[3] - self.kw + 1),
+        };
+        [ph.div_ceil(self.stride[0]), pw.div_ceil(self.stride[1])]
+    }
+
+    fn as_conv2d(&self, pads: [usize; 4]) -> Conv2d {
+        Conv2d {
+            weight: self.kernel.clone(),
+            bias: vec![0.0; self.c_out],
+            out_channels: self.c_out,
+            in_channels: self.c_in,
+            kernel: [self.kh, self.kw],
+            stride: self.stride,
+            pads,
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    fn k(&self, o: usize, c: usize, a: usize, b: usize) -> f64 {
+        self.kernel[((o * self.c_in + c) * self.kh + a) * self.kw + b]
+    }
+
+    /// y = W x for the real operator (x is [c_in, h, w]).
+    pub fn apply(&self, x: &[f64]) -> Vec<f64> {
+        match self.padding {
+            Padding::Zeros(p) => {
+                let [oh, ow] = self.output_size();
+                conv_forward(&self.as_conv2d(p), x, 1, [self.h, self.w], [oh, ow])
+            }
+            Padding::Circular => self.circular(x, false),
+        }
+    }
+
+    /// x = W^T y.
+    pub fn apply_adjoint(&self, y: &[f64]) -> Vec<f64> {
+        match self.padding {
+            Padding::Zeros(p) => {
+                let [oh, ow] = self.output_size();
+                conv_backward(&self.as_conv2d(p), y, 1, [self.h, self.w], [oh, ow])
+            }
+            Padding::Circular => self.circular(y, true),
+        }
+    }
+
+    /// Circular convolution (output (i, j) reads input ((i s + a) mod H, (j s + b) mod W)), or
+    /// its adjoint.
+    fn circular(&self, v: &[f64], adjoint: bool) -> Vec<f64> {
+        let [oh, ow] = self.output_size();
+        let (h, w) = (self.h, self.w);
+        let (sy, sx) = (self.stride[0], self.stride[1]);
+        if !adjoint {
+            let mut y = vec![0.0; self.c_out * oh * ow];
+            y.par_chunks_mut(oh * ow).enumerate().for_each(|(o, yo)| {
+                for c in 0..self.c_in {
+                    let xc = &v[c * h * w..(c + 1) * h * w];
+                    for a in 0..self.kh {
+                        for b in 0..self.kw {
+                            let k = self.k(o, c, a, b);
+                            for i in 0..oh {
+                                let row = &xc[((i * sy + a) % h) * w..][..w];
+                                for j in 0..ow {
+                                    yo[i * ow + j] += k * row[(j * sx + b) % w];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            y
+        } else {
+            let mut x = vec![0.0; self.c_in * h * w];
+            x.par_chunks_mut(h * w).enumerate().for_each(|(c, xc)| {
+                for o in 0..self.c_out {
+                    let yo = &v[o * oh * ow..(o + 1) * oh * ow];
+                    for a in 0..self.kh {
+                        for b in 0..self.kw {
+                            let k = self.k(o, c, a, b);
+                            for i in 0..oh {
+                                let base = ((i * sy + a) % h) * w;
+                                for j in 0..ow {
+                                    xc[base + (j * sx + b) % w] += k * yo[i * ow + j];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            x
+        }
+    }
+
+    /// Upper bound on ||W||_2 of the real operator, entrywise: sqrt(||W||_1 ||W||_inf) of |W|.
+    /// Used to bound the rounding error of a computed product W x.
+    fn abs_norm_bound(&self) -> f64 {
+        let mut col = vec![0.0f64; self.c_in];
+        let mut row = vec![0.0f64; self.c_out];
+        for o in 0..self.c_out {
+            for c in 0..self.c_in {
+                let s: f64 = (0..self.kh).flat_map(|a| (0..self.kw).map(move |b| (a, b))).map(|(a, b)| self.k(o, c, a, b).abs()).sum();
+                col[c] += s;
+                row[o] += s;
+            }
+        }
+        let m1 = col.iter().cloned().fold(0.0, f64::max);
+        let minf = row.iter().cloned().fold(0.0, f64::max);
+        up((m1 * minf).sqrt() * (1.0 + gamma(self.c_in * self.c_out * self.kh * self.kw + 4)))
+    }
+
+    /// Certified lower bound ||W x|| / ||x|| for a nonzero x.
+    pub fn certified_lower(&self, x: &[f64]) -> f64 {
+        let xn2: f64 = x.iter().map(|v| v * v).sum();
+        if xn2 == 0.0 || !xn2.is_finite() {
+            return 0.0;
+        }
+        let y = self.apply(x);
+        let yn = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let x_up = up(xn2.sqrt() * (1.0 + gamma(x.len() + 2)));
+        let y_low = down(yn * (1.0 - gamma(y.len() + 2)));
+        let err = up(gamma(self.c_in * self.kh * self.kw + 2) * self.abs_norm_bound() * x_up);
+        down((y_low - err).max(0.0) / x_up)
+    }
+
+    /// Power iteration on W^T W from `x`, `steps` times; returns the last vector.
+    fn power_steps(&self, mut x: Vec<f64>, steps: usize) -> Vec<f64> {
+        for _ in 0..steps {
+            let z = self.apply_adjoint(&self.apply(&x));
+            let n = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if n == 0.0 || !n.is_finite() {
+                break;
+            }
+            x = z.into_iter().map(|v| v / n).collect();
+        }
+        x
+    }
+}
+
+/// The real embedding of the DFT block at frequency (u, v) on an nh x nw grid, and the
+/// bound on ||computed - exact||_2 for that block (the same for every frequency).
+struct Blocks<'a> {
+    op: &'a ConvOperator,
+    nh: usize,
+    nw: usize,
+    error: f64,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(op: &'a ConvOperator, nh: usize, nw: usize) -> Self {
+        // Each entry sums kh*kw products with twiddles accurate to a few u (sin/cos of an
+        // argument reduced exactly modulo the grid): |error| <= 8 (kh kw + 8) u sum |K_oc|.
+        let taps = op.kh * op.kw;
+        let mut e2 = 0.0;
+        for o in 0..op.c_out {
+            for c in 0..op.c_in {
+                let s: f64 = (0..op.kh).flat_map(|a| (0..op.kw).map(move |b| (a, b))).map(|(a, b)| op.k(o, c, a, b).abs()).sum();
+                let e = 8.0 * (taps as f64 + 8.0) * U * s;
+                e2 += e * e;
+            }
+        }
+        // Re and Im errors each appear twice in the embedding.
+        Blocks { op, nh, nw, error: up(2.0 * e2.sqrt()) }
+    }
+
+    /// Frequencies up to conjugate symmetry: all u, and v in 0..=nw/2.
+    fn frequencies(&self) -> Vec<(usize, usize)> {
+        (0..self.nh).flat_map(|u| (0..=self.nw / 2).map(move |v| (u, v))).collect()
+    }
+
+    fn block(&self, u: usize, v: usize) -> Mat<f64> {
+        let op = self.op;
+        let (co, ci) = (op.c_out, op.c_in);
+        let mut re = vec![0.0; co * ci];
+        let mut im = vec![0.0; co * ci];
+        for a in 0..op.kh {
+            for b in 0..op.kw {
+                // Angle reduced exactly with integers before converting.
+                let turns = ((u * a) % self.nh) as f64 / self.nh as f64 + ((v * b) % self.nw) as f64 / self.nw as f64;
+                let (s, c) = (-TAU * turns).sin_cos();
+                for o in 0..co {
+                    for ch in 0..ci {
+                        let k = op.k(o, ch, a, b);
+                        re[o * ci + ch] += k * c;
+                        im[o * ci + ch] += k * s;
+                    }
+                }
+            }
+        }
+        Mat::from_fn(2 * co, 2 * ci, |i, j| {
+            let (o, ch) = (i % co, j % ci);
+            match (i < co, j < ci) {
+                (true, true) | (false, false) => re[o * ci + ch],
+                (true, false) => -im[o * ci + ch],
+                (false, true) => im[o * ci + ch],
+            }
+        })
+    }
+}
+
+/// The certified bracket on the circular norm of the stride-1 convolution on an nh x nw grid,
+/// with the frequency whose block attains the largest lower bound.
+pub fn circular_norm(op: &ConvOperator, nh: usize, nw: usize, method: Method, opts: Options) -> (Bracket, (usize, usize)) {
+    let blocks = Blocks::new(op, nh, nw);
+    let freqs = blocks.frequencies();
+    let tol = opts.tol.unwrap_or(1e-6);
+    let finish = |b: &Bracket| Bracket {
+        lower: down(b.lower - blocks.error).max(0.0),
+        upper: up(b.upper + blocks.error),
+        method: b.method,
+        iters: b.iters,
+    };
+    let run = |m: Method, o: Options, (u, v): (usize, usize)| dense::spectral_norm(blocks.block(u, v).as_ref(), m, o);
+    // Tier 1: a cheap certified bracket for every block (3 Gram products, or the requested
+    // method directly when it is exact or has a fixed iteration count).
+    let tier1_method = if method == Method::Exact || opts.iters.is_some() { method } else { Method::Gram };
+    let tier1_opts = if method == Method::Exact || opts.iters.is_some() { opts } else { Options { iters: Some(3), ..opts } };
+    let mut results: Vec<((usize, usize), Bracket)> =
+        freqs.par_iter().map(|&f| (f, run(tier1_method, tier1_opts, f))).collect();
+    // Tier 2: refine, best first, every block whose upper bound could still be the maximum.
+    if tier1_method != method || tier1_opts.iters != opts.iters {
+        results.sort_by(|a, b| b.1.upper.total_cmp(&a.1.upper));
+        let mut best_lower = results.iter().map(|r| r.1.lower).fold(0.0, f64::max);
+        let mut i = 0;
+        while i < results.len() && results[i].1.upper > best_lower * (1.0 + tol) {
+            // Refine a batch in parallel.
+            let end = (i + 2 * rayon::current_num_threads()).min(results.len());
+            let refined: Vec<Bracket> = results[i..end].par_iter().map(|(f, _)| run(method, opts, *f)).collect();
+            for (slot, b) in results[i..end].iter_mut().zip(refined) {
+                best_lower = best_lower.max(b.lower);
+                slot.1 = b;
+            }
+            i = end;
+        }
+    }
+    let best = results.iter().max_by(|a, b| a.1.lower.total_cmp(&b.1.lower)).expect("at least one frequency");
+    let upper = results.iter().map(|r| r.1.upper).fold(0.0, f64::max);
+    let iters = results.iter().map(|r| r.1.iters).max().unwrap_or(0);
+    let bracket = finish(&Bracket { lower: best.1.lower, upper, method: method.name(), iters });
+    (bracket, best.0)
+}
+
+/// A real input on the op's h x w grid that excites frequency (u, v) of an nh x nw grid
+/// through the top right singular vector of that block: x = Re(z exp(2 pi i (u y / nh + v x / nw))).
+fn plane_wave(op: &ConvOperator, nh: usize, nw: usize, (u, v): (usize, usize), seed: u64) -> Vec<f64> {
+    let block = Blocks::new(op, nh, nw).block(u, v);
+    // Top right singular vector of the real embedding (re; im) by a short power iteration.
+    let mut rng = Rng::new(seed);
+    let mut z = faer::Col::from_fn(2 * op.c_in, |_| rng.normal());
+    for _ in 0..200 {
+        let next = block.transpose() * (&block * &z);
+        let n = next.norm_l2();
+        if n == 0.0 {
+            break;
+        }
+        z = next * (1.0 / n);
+    }
+    let ci = op.c_in;
+    let mut x = vec![0.0; ci * op.h * op.w];
+    for c in 0..ci {
+        let (zr, zi) = (z[c], z[ci + c]);
+        for y in 0..op.h {
+            for xx in 0..op.w {
+                let turns = ((u * y) % nh) as f64 / nh as f64 + ((v * xx) % nw) as f64 / nw as f64;
+                let (s, co) = (TAU * turns).sin_cos();
+                x[(c * op.h + y) * op.w + xx] = zr * co - zi * s;
+            }
+        }
+    }
+    x
+}
+
+/// Spectral norm bracket of a convolution operator.
+///
+/// `exact`: per-frequency SVD for circular stride-1 operators (exact); for zero padding or
+/// stride > 1 the SVD of the explicit matrix (refused above 4096 columns).
+/// `gram` / `auto`: per-frequency certified Gram brackets (upper) and the real operator (lower).
+/// `power`: power iteration on the real operator (lower bound only).
+pub fn conv_norm(op: &ConvOperator, method: Method, opts: Options) -> Result<Bracket, String> {
+    op.validate()?;
+    let n_in = op.c_in * op.h * op.w;
+    if method == Method::Power {
+        let mut rng = Rng::new(opts.seed);
+        let x: Vec<f64> = (0..n_in).map(|_| rng.normal()).collect();
+        let steps = opts.iters.unwrap_or(100);
+        let x = op.power_steps(x, steps);
+        return Ok(Bracket { lower: op.certified_lower(&x), upper: f64::INFINITY, method: "power", iters: steps });
+    }
+    let circular_stride1 = op.padding == Padding::Circular && op.stride == [1, 1];
+    if method == Method::Exact && !circular_stride1 {
+        if n_in > 4096 {
+            return Err(format!(
+                "the explicit matrix has {n_in} columns; exact is limited to 4096 (use --method gram)"
+            ));
+        }
+        let m = explicit_matrix(op);
+        return Ok(dense::exact(m.as_ref()));
+    }
+    // Grid on which the circular operator bounds this one.
+    let (nh, nw) = match op.padding {
+        Padding::Circular => (op.h, op.w),
+        Padding::Zeros(p) => (op.h + p[0].max(p[2]), op.w + p[1].max(p[3])),
+    };
+    let (upper_bracket, best) = circular_norm(op, nh, nw, method, opts);
+    if circular_stride1 {
+        return Ok(upper_bracket);
+    }
+    // Lower bound from the real operator, started at the best block's plane wave.
+    let x = plane_wave(op, nh, nw, best, opts.seed);
+    let refined = op.power_steps(x.clone(), 30);
+    let lower = op.certified_lower(&x).max(op.certified_lower(&refined)).min(upper_bracket.upper);
+    Ok(Bracket { lower, upper: upper_bracket.upper, method: upper_bracket.method, iters: upper_bracket.iters })
+}
+
+/// The operator as an explicit matrix [outputs, inputs] (for `exact` and for tests).
+pub fn explicit_matrix(op: &ConvOperator) -> Mat<f64> {
+    let n_in = op.c_in * op.h * op.w;
+    let [oh, ow] = op.output_size();
+    let n_out = op.c_out * oh * ow;
+    let mut m = Mat::<f64>::zeros(n_out, n_in);
+    let mut e = vec![0.0; n_in];
+    for j in 0..n_in {
+        e[j] = 1.0;
+        let col = op.apply(&e);
+        for (i, v) in col.iter().enumerate() {
+            m[(i, j)] = *v;
+        }
+        e[j] = 0.0;
+    }
+    m
+}
