@@ -174,9 +174,57 @@ fn spectral_json_brackets_the_norm_and_rejects_bad_matrices() {
     assert!(fails(&["spectral", "--matrix", &ints]).contains("int64"));
     let nan = dir.join("nan.npy");
     NpyArray::new(vec![2, 2], vec![1.0, f64::NAN, 0.0, 1.0], DType::F64).write(&nan).unwrap();
-    assert!(fails(&["spectral", "--matrix", nan.to_str().unwrap()]).contains("(0, 1)"));
+    assert!(fails(&["spectral", "--matrix", nan.to_str().unwrap()]).contains("[0, 1]"));
     assert!(fails(&["spectral", "--matrix", p.to_str().unwrap(), "--tol=-1"]).contains("--tol"));
     // Usage errors are one line too.
     assert!(fails(&["spectral", "--matrix", p.to_str().unwrap(), "--tol", "-1"]).contains("lipcert --help"));
     assert!(fails(&["spectral"]).contains("--matrix"));
+}
+
+#[test]
+fn spectral_conv_brackets_the_norm_of_the_explicit_operator() {
+    let dir = tempdir("cli-spectral-conv");
+    // A 1x1 convolution is the matrix K[:, :, 0, 0] applied at every pixel: same norm.
+    let k = vec![3.0, 0.0, 0.0, 2.0, 1.0, 1.0];
+    let p = dir.join("k.npy");
+    NpyArray::new(vec![3, 2, 1, 1], k, DType::F64).write(&p).unwrap();
+    let m = dir.join("m.npy");
+    NpyArray::new(vec![3, 2], vec![3.0, 0.0, 0.0, 2.0, 1.0, 1.0], DType::F64).write(&m).unwrap();
+    let dense: serde_json::Value = serde_json::from_str(&lipcert_ok(&[
+        "spectral",
+        "--matrix",
+        m.to_str().unwrap(),
+        "--method",
+        "exact",
+        "--json",
+    ]))
+    .unwrap();
+    let sigma = dense["upper"].as_f64().unwrap();
+    for padding in ["zeros", "circular"] {
+        let out = lipcert_ok(&[
+            "spectral",
+            "--conv",
+            p.to_str().unwrap(),
+            "--input-size",
+            "6,5",
+            "--padding",
+            padding,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (lo, hi) = (v["lower"].as_f64().unwrap(), v["upper"].as_f64().unwrap());
+        assert!(
+            lo <= sigma * (1.0 + 1e-9) && hi >= sigma * (1.0 - 1e-9) && hi / lo - 1.0 < 1e-5,
+            "{padding}: {v} vs {sigma}"
+        );
+        assert!(v["operator"].as_str().unwrap().contains("6x5"));
+    }
+    let e = fails(&["spectral", "--conv", p.to_str().unwrap()]);
+    assert!(e.contains("--input-size"), "{e}");
+    let e = fails(&["spectral", "--conv", m.to_str().unwrap(), "--input-size", "4"]);
+    assert!(e.contains("m.npy") && e.contains("c_out"), "{e}");
+    let big = dir.join("big.npy");
+    NpyArray::new(vec![1, 1, 5, 5], vec![1.0; 25], DType::F64).write(&big).unwrap();
+    let e = fails(&["spectral", "--conv", big.to_str().unwrap(), "--input-size", "3", "--padding", "circular"]);
+    assert!(e.contains("larger"), "{e}");
 }

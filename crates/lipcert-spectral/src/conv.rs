@@ -170,21 +170,20 @@ impl ConvOperator {
         }
     }
 
+    /// sum over the taps of |K[o, c, :, :]|.
+    fn abs_sum(&self, o: usize, c: usize) -> f64 {
+        let start = (o * self.c_in + c) * self.kh * self.kw;
+        self.kernel[start..start + self.kh * self.kw].iter().map(|v| v.abs()).sum()
+    }
+
     /// Upper bound on ||W||_2 of the real operator, entrywise: sqrt(||W||_1 ||W||_inf) of |W|.
     /// Used to bound the rounding error of a computed product W x.
     fn abs_norm_bound(&self) -> f64 {
-        let mut col = vec![0.0f64; self.c_in];
-        let mut row = vec![0.0f64; self.c_out];
-        for o in 0..self.c_out {
-            for c in 0..self.c_in {
-                let s: f64 = (0..self.kh).flat_map(|a| (0..self.kw).map(move |b| (a, b))).map(|(a, b)| self.k(o, c, a, b).abs()).sum();
-                col[c] += s;
-                row[o] += s;
-            }
-        }
-        let m1 = col.iter().cloned().fold(0.0, f64::max);
-        let minf = row.iter().cloned().fold(0.0, f64::max);
-        up((m1 * minf).sqrt() * (1.0 + gamma(self.c_in * self.c_out * self.kh * self.kw + 4)))
+        let max_row =
+            (0..self.c_out).map(|o| (0..self.c_in).map(|c| self.abs_sum(o, c)).sum::<f64>()).fold(0.0, f64::max);
+        let max_col =
+            (0..self.c_in).map(|c| (0..self.c_out).map(|o| self.abs_sum(o, c)).sum::<f64>()).fold(0.0, f64::max);
+        up((max_col * max_row).sqrt() * (1.0 + gamma(self.c_in * self.c_out * self.kh * self.kw + 4)))
     }
 
     /// Certified lower bound ||W x|| / ||x|| for a nonzero x.
@@ -215,71 +214,100 @@ impl ConvOperator {
     }
 }
 
-/// The real embedding of the DFT block at frequency (u, v) on an nh x nw grid, and the
-/// bound on ||computed - exact||_2 for that block (the same for every frequency).
+/// The real embedding of the DFT block at (coarse) frequency (u, v) of the strided circular
+/// convolution on an nh x nw grid, and the bound on ||computed - exact||_2 of a block.
+///
+/// With stride (sy, sx) dividing the grid, output frequency (u, v) of the coarse
+/// (nh/sy) x (nw/sx) grid collects the sy*sx aliased input frequencies, and the block is
+/// [D(u + p nh/sy, v + q nw/sx)]_{p,q} / sqrt(sy sx)  (c_out x sy sx c_in): downsampling folds
+/// the spectrum. Stride 1 gives the usual per-frequency blocks.
 struct Blocks<'a> {
     op: &'a ConvOperator,
     nh: usize,
     nw: usize,
+    stride: [usize; 2],
     error: f64,
 }
 
 impl<'a> Blocks<'a> {
-    fn new(op: &'a ConvOperator, nh: usize, nw: usize) -> Self {
+    fn new(op: &'a ConvOperator, nh: usize, nw: usize, stride: [usize; 2]) -> Self {
+        debug_assert!(nh.is_multiple_of(stride[0]) && nw.is_multiple_of(stride[1]));
         // Each entry sums kh*kw products with twiddles accurate to a few u (sin/cos of an
         // argument reduced exactly modulo the grid): |error| <= 8 (kh kw + 8) u sum |K_oc|.
-        let taps = op.kh * op.kw;
-        let mut e2 = 0.0;
-        for o in 0..op.c_out {
-            for c in 0..op.c_in {
-                let s: f64 = (0..op.kh).flat_map(|a| (0..op.kw).map(move |b| (a, b))).map(|(a, b)| op.k(o, c, a, b).abs()).sum();
-                let e = 8.0 * (taps as f64 + 8.0) * U * s;
-                e2 += e * e;
-            }
-        }
-        // Re and Im errors each appear twice in the embedding.
-        Blocks { op, nh, nw, error: up(2.0 * e2.sqrt()) }
+        let per_abs = 8.0 * ((op.kh * op.kw) as f64 + 8.0) * U;
+        let e2: f64 = (0..op.c_out)
+            .flat_map(|o| (0..op.c_in).map(move |c| (o, c)))
+            .map(|(o, c)| (per_abs * op.abs_sum(o, c)).powi(2))
+            .sum();
+        // Re and Im errors each appear twice in the embedding; the 1/sqrt(sy sx) scale and
+        // the sy*sx stacked blocks cancel in the Frobenius norm of the error.
+        Blocks { op, nh, nw, stride, error: up(2.0 * e2.sqrt() * (1.0 + 4.0 * U)) }
     }
 
-    /// Frequencies up to conjugate symmetry: all u, and v in 0..=nw/2.
+    fn coarse(&self) -> (usize, usize) {
+        (self.nh / self.stride[0], self.nw / self.stride[1])
+    }
+
+    /// Frequencies of the coarse grid up to conjugate symmetry: all u, and v in 0..=mw/2.
     fn frequencies(&self) -> Vec<(usize, usize)> {
-        (0..self.nh).flat_map(|u| (0..=self.nw / 2).map(move |v| (u, v))).collect()
+        let (mh, mw) = self.coarse();
+        (0..mh).flat_map(|u| (0..=mw / 2).map(move |v| (u, v))).collect()
+    }
+
+    /// The input frequencies folded into coarse frequency (u, v), in block-column order.
+    fn aliases(&self, u: usize, v: usize) -> Vec<(usize, usize)> {
+        let (mh, mw) = self.coarse();
+        (0..self.stride[0]).flat_map(|p| (0..self.stride[1]).map(move |q| (u + p * mh, v + q * mw))).collect()
     }
 
     fn block(&self, u: usize, v: usize) -> Mat<f64> {
         let op = self.op;
         let (co, ci) = (op.c_out, op.c_in);
-        let mut re = vec![0.0; co * ci];
-        let mut im = vec![0.0; co * ci];
-        for a in 0..op.kh {
-            for b in 0..op.kw {
-                // Angle reduced exactly with integers before converting.
-                let turns = ((u * a) % self.nh) as f64 / self.nh as f64 + ((v * b) % self.nw) as f64 / self.nw as f64;
-                let (s, c) = (-TAU * turns).sin_cos();
-                for o in 0..co {
-                    for ch in 0..ci {
-                        let k = op.k(o, ch, a, b);
-                        re[o * ci + ch] += k * c;
-                        im[o * ci + ch] += k * s;
+        let aliases = self.aliases(u, v);
+        let cols = aliases.len() * ci;
+        let mut re = vec![0.0; co * cols];
+        let mut im = vec![0.0; co * cols];
+        let scale = 1.0 / ((self.stride[0] * self.stride[1]) as f64).sqrt();
+        for (slot, &(fu, fv)) in aliases.iter().enumerate() {
+            for a in 0..op.kh {
+                for b in 0..op.kw {
+                    // Angle reduced exactly with integers before converting.
+                    let turns =
+                        ((fu * a) % self.nh) as f64 / self.nh as f64 + ((fv * b) % self.nw) as f64 / self.nw as f64;
+                    let (s, c) = (-TAU * turns).sin_cos();
+                    for o in 0..co {
+                        for ch in 0..ci {
+                            let k = op.k(o, ch, a, b) * scale;
+                            re[o * cols + slot * ci + ch] += k * c;
+                            im[o * cols + slot * ci + ch] += k * s;
+                        }
                     }
                 }
             }
         }
-        Mat::from_fn(2 * co, 2 * ci, |i, j| {
-            let (o, ch) = (i % co, j % ci);
-            match (i < co, j < ci) {
-                (true, true) | (false, false) => re[o * ci + ch],
-                (true, false) => -im[o * ci + ch],
-                (false, true) => im[o * ci + ch],
+        Mat::from_fn(2 * co, 2 * cols, |i, j| {
+            let (o, col) = (i % co, j % cols);
+            match (i < co, j < cols) {
+                (true, true) | (false, false) => re[o * cols + col],
+                (true, false) => -im[o * cols + col],
+                (false, true) => im[o * cols + col],
             }
         })
     }
 }
 
-/// The certified bracket on the circular norm of the stride-1 convolution on an nh x nw grid,
-/// with the frequency whose block attains the largest lower bound.
-pub fn circular_norm(op: &ConvOperator, nh: usize, nw: usize, method: Method, opts: Options) -> (Bracket, (usize, usize)) {
-    let blocks = Blocks::new(op, nh, nw);
+/// The certified bracket on the norm of the circular convolution with the given stride (which
+/// must divide the grid) on an nh x nw grid, with the frequency whose block attains the
+/// largest lower bound.
+pub fn circular_norm(
+    op: &ConvOperator,
+    nh: usize,
+    nw: usize,
+    stride: [usize; 2],
+    method: Method,
+    opts: Options,
+) -> (Bracket, (usize, usize)) {
+    let blocks = Blocks::new(op, nh, nw, stride);
     let freqs = blocks.frequencies();
     let tol = opts.tol.unwrap_or(1e-6);
     let finish = |b: &Bracket| Bracket {
@@ -292,7 +320,8 @@ pub fn circular_norm(op: &ConvOperator, nh: usize, nw: usize, method: Method, op
     // Tier 1: a cheap certified bracket for every block (3 Gram products, or the requested
     // method directly when it is exact or has a fixed iteration count).
     let tier1_method = if method == Method::Exact || opts.iters.is_some() { method } else { Method::Gram };
-    let tier1_opts = if method == Method::Exact || opts.iters.is_some() { opts } else { Options { iters: Some(3), ..opts } };
+    let tier1_opts =
+        if method == Method::Exact || opts.iters.is_some() { opts } else { Options { iters: Some(3), ..opts } };
     let mut results: Vec<((usize, usize), Bracket)> =
         freqs.par_iter().map(|&f| (f, run(tier1_method, tier1_opts, f))).collect();
     // Tier 2: refine, best first, every block whose upper bound could still be the maximum.
@@ -318,13 +347,24 @@ pub fn circular_norm(op: &ConvOperator, nh: usize, nw: usize, method: Method, op
     (bracket, best.0)
 }
 
-/// A real input on the op's h x w grid that excites frequency (u, v) of an nh x nw grid
-/// through the top right singular vector of that block: x = Re(z exp(2 pi i (u y / nh + v x / nw))).
-fn plane_wave(op: &ConvOperator, nh: usize, nw: usize, (u, v): (usize, usize), seed: u64) -> Vec<f64> {
-    let block = Blocks::new(op, nh, nw).block(u, v);
+/// A real input on the op's h x w grid that excites coarse frequency (u, v) of the strided
+/// nh x nw grid through the top right singular vector z of that block:
+/// x = Re(sum over aliases of z_alias exp(2 pi i (fu y / nh + fv x / nw))).
+fn plane_wave(
+    op: &ConvOperator,
+    nh: usize,
+    nw: usize,
+    stride: [usize; 2],
+    (u, v): (usize, usize),
+    seed: u64,
+) -> Vec<f64> {
+    let blocks = Blocks::new(op, nh, nw, stride);
+    let block = blocks.block(u, v);
+    let aliases = blocks.aliases(u, v);
     // Top right singular vector of the real embedding (re; im) by a short power iteration.
     let mut rng = Rng::new(seed);
-    let mut z = faer::Col::from_fn(2 * op.c_in, |_| rng.normal());
+    let half = block.ncols() / 2;
+    let mut z = faer::Col::from_fn(block.ncols(), |_| rng.normal());
     for _ in 0..200 {
         let next = block.transpose() * (&block * &z);
         let n = next.norm_l2();
@@ -335,13 +375,15 @@ fn plane_wave(op: &ConvOperator, nh: usize, nw: usize, (u, v): (usize, usize), s
     }
     let ci = op.c_in;
     let mut x = vec![0.0; ci * op.h * op.w];
-    for c in 0..ci {
-        let (zr, zi) = (z[c], z[ci + c]);
-        for y in 0..op.h {
-            for xx in 0..op.w {
-                let turns = ((u * y) % nh) as f64 / nh as f64 + ((v * xx) % nw) as f64 / nw as f64;
-                let (s, co) = (TAU * turns).sin_cos();
-                x[(c * op.h + y) * op.w + xx] = zr * co - zi * s;
+    for (slot, &(fu, fv)) in aliases.iter().enumerate() {
+        for c in 0..ci {
+            let (zr, zi) = (z[slot * ci + c], z[half + slot * ci + c]);
+            for y in 0..op.h {
+                for xx in 0..op.w {
+                    let turns = ((fu * y) % nh) as f64 / nh as f64 + ((fv * xx) % nw) as f64 / nw as f64;
+                    let (s, co) = (TAU * turns).sin_cos();
+                    x[(c * op.h + y) * op.w + xx] += zr * co - zi * s;
+                }
             }
         }
     }
@@ -364,27 +406,39 @@ pub fn conv_norm(op: &ConvOperator, method: Method, opts: Options) -> Result<Bra
         let x = op.power_steps(x, steps);
         return Ok(Bracket { lower: op.certified_lower(&x), upper: f64::INFINITY, method: "power", iters: steps });
     }
-    let circular_stride1 = op.padding == Padding::Circular && op.stride == [1, 1];
-    if method == Method::Exact && !circular_stride1 {
+    // The circular operator that bounds this one: the grid and the stride of its blocks.
+    // Circular padding with a stride that divides the input is block-diagonal exactly; with
+    // one that does not, the stride-1 norm bounds it. Zero padding embeds in a larger circular
+    // grid (a multiple of the stride) on which no wrap-around reaches a nonzero input.
+    let divisible = op.h.is_multiple_of(op.stride[0]) && op.w.is_multiple_of(op.stride[1]);
+    let (nh, nw, stride) = match op.padding {
+        Padding::Circular if divisible => (op.h, op.w, op.stride),
+        Padding::Circular => (op.h, op.w, [1, 1]),
+        Padding::Zeros(p) => {
+            // Large enough that wrap-around meets only zeros and every output has its own slot.
+            let [oh, ow] = op.output_size();
+            (
+                (op.h + p[0].max(p[2])).max(oh * op.stride[0]).next_multiple_of(op.stride[0]),
+                (op.w + p[1].max(p[3])).max(ow * op.stride[1]).next_multiple_of(op.stride[1]),
+                op.stride,
+            )
+        }
+    };
+    let exact_blocks = op.padding == Padding::Circular && divisible;
+    if method == Method::Exact && !exact_blocks {
         if n_in > 4096 {
             return Err(format!(
                 "the explicit matrix has {n_in} columns; exact is limited to 4096 (use --method gram)"
             ));
         }
-        let m = explicit_matrix(op);
-        return Ok(dense::exact(m.as_ref()));
+        return Ok(dense::exact(explicit_matrix(op).as_ref()));
     }
-    // Grid on which the circular operator bounds this one.
-    let (nh, nw) = match op.padding {
-        Padding::Circular => (op.h, op.w),
-        Padding::Zeros(p) => (op.h + p[0].max(p[2]), op.w + p[1].max(p[3])),
-    };
-    let (upper_bracket, best) = circular_norm(op, nh, nw, method, opts);
-    if circular_stride1 {
+    let (upper_bracket, best) = circular_norm(op, nh, nw, stride, method, opts);
+    if exact_blocks {
         return Ok(upper_bracket);
     }
     // Lower bound from the real operator, started at the best block's plane wave.
-    let x = plane_wave(op, nh, nw, best, opts.seed);
+    let x = plane_wave(op, nh, nw, stride, best, opts.seed);
     let refined = op.power_steps(x.clone(), 30);
     let lower = op.certified_lower(&x).max(op.certified_lower(&refined)).min(upper_bracket.upper);
     Ok(Bracket { lower, upper: upper_bracket.upper, method: upper_bracket.method, iters: upper_bracket.iters })

@@ -13,12 +13,9 @@ fn explicit(op: &ConvOperator) -> Mat<f64> {
     let (h, w) = (op.h, op.w);
     let (pt, pl, oh, ow) = match op.padding {
         Padding::Circular => (0, 0, h.div_ceil(op.stride[0]), w.div_ceil(op.stride[1])),
-        Padding::Zeros(p) => (
-            p[0],
-            p[1],
-            (h + p[0] + p[2] - op.kh) / op.stride[0] + 1,
-            (w + p[1] + p[3] - op.kw) / op.stride[1] + 1,
-        ),
+        Padding::Zeros(p) => {
+            (p[0], p[1], (h + p[0] + p[2] - op.kh) / op.stride[0] + 1, (w + p[1] + p[3] - op.kw) / op.stride[1] + 1)
+        }
     };
     let mut m = Mat::<f64>::zeros(op.c_out * oh * ow, op.c_in * h * w);
     for o in 0..op.c_out {
@@ -29,7 +26,10 @@ fn explicit(op: &ConvOperator) -> Mat<f64> {
                     for a in 0..op.kh {
                         for b in 0..op.kw {
                             let k = op.kernel[((o * op.c_in + c) * op.kh + a) * op.kw + b];
-                            let (y, x) = ((i * op.stride[0] + a) as isize - pt as isize, (j * op.stride[1] + b) as isize - pl as isize);
+                            let (y, x) = (
+                                (i * op.stride[0] + a) as isize - pt as isize,
+                                (j * op.stride[1] + b) as isize - pl as isize,
+                            );
                             let (y, x) = match op.padding {
                                 Padding::Circular => (y.rem_euclid(h as isize), x.rem_euclid(w as isize)),
                                 Padding::Zeros(_) => (y, x),
@@ -88,7 +88,9 @@ proptest! {
 #[test]
 fn largest_cases_16_channels_and_16x16_inputs() {
     let mut rng = Rng::new(77);
-    for (c, n, stride, zeros) in [(16, 8, 1, true), (16, 8, 2, false), (4, 16, 1, true), (4, 16, 2, true), (8, 16, 1, false)] {
+    for (c, n, stride, zeros) in
+        [(16, 8, 1, true), (16, 8, 2, false), (4, 16, 1, true), (4, 16, 2, true), (8, 16, 1, false)]
+    {
         let op = random_op(&mut rng, c, c, 3, n, stride, zeros);
         let exact = explicit(&op).singular_values().unwrap()[0];
         let b = conv_norm(&op, Method::Gram, Options { iters: None, tol: Some(1e-8), seed: 0 }).unwrap();
@@ -99,8 +101,9 @@ fn largest_cases_16_channels_and_16x16_inputs() {
 #[test]
 fn circular_gram_at_convergence_equals_the_exact_circular_norm() {
     let mut rng = Rng::new(5);
-    for (c, k, n) in [(8, 3, 12), (16, 3, 8), (4, 5, 10), (6, 1, 7)] {
-        let op = random_op(&mut rng, c, c, k, n, 1, false);
+    // Stride 2 on even inputs folds the spectrum; the per-block norms stay exact.
+    for (c, k, n, stride) in [(8, 3, 12, 1), (16, 3, 8, 1), (4, 5, 10, 1), (6, 1, 7, 1), (5, 3, 10, 2), (8, 3, 8, 2)] {
+        let op = random_op(&mut rng, c, c, k, n, stride, false);
         let exact = explicit(&op).singular_values().unwrap()[0];
         let per_block = conv_norm(&op, Method::Exact, Options::default()).unwrap();
         let gram = conv_norm(&op, Method::Gram, Options { iters: None, tol: Some(1e-11), seed: 0 }).unwrap();
@@ -112,22 +115,25 @@ fn circular_gram_at_convergence_equals_the_exact_circular_norm() {
 
 #[test]
 fn zero_padding_bound_is_tight_and_circular_value_is_not_a_bound() {
-    // With zero padding the operator differs from the circular one on the same grid; the
-    // certified bound uses the enlarged grid and must hold, while staying close.
+    // Zero padding differs from circular padding on the same grid: the plain circular norm can
+    // fall below the zero-padded norm (thesis Table A.0.3 shows 4.39 < 4.41), so lipcert bounds
+    // zero padding with the circular norm on an enlarged grid. Small inputs show it quickly.
     let mut rng = Rng::new(11);
     let mut circular_below = 0;
-    for _ in 0..30 {
-        let op = random_op(&mut rng, 3, 3, 3, 6, 1, true);
+    for _ in 0..200 {
+        let (c_out, c_in, n) = (1 + rng.below(2), 1 + rng.below(2), 3 + rng.below(4));
+        let mut op = random_op(&mut rng, c_out, c_in, 3, n, 1, true);
+        op.padding = Padding::Zeros([1, 1, 1, 1]);
         let exact = explicit(&op).singular_values().unwrap()[0];
         let b = conv_norm(&op, Method::Gram, Options { iters: None, tol: Some(1e-8), seed: 0 }).unwrap();
-        assert!(b.upper >= exact && b.lower <= exact && b.upper / exact < 1.5, "{b:?} vs {exact}");
+        assert!(b.upper >= exact && b.lower <= exact && b.upper / exact < 2.0, "{b:?} vs {exact}");
         let circ = ConvOperator { padding: Padding::Circular, ..op.clone() };
-        let c = conv_norm(&circ, Method::Exact, Options::default()).unwrap();
-        if c.upper < exact {
+        if conv_norm(&circ, Method::Exact, Options::default()).unwrap().upper < exact * (1.0 - 1e-9) {
             circular_below += 1;
         }
     }
-    println!("plain circular value below the zero-padded norm in {circular_below} of 30 cases");
+    assert!(circular_below > 0, "expected cases where the plain circular norm is below the zero-padded norm");
+    println!("plain circular norm below the zero-padded norm in {circular_below} of 200 cases");
 }
 
 #[test]

@@ -2,16 +2,32 @@ use crate::render::{print_json, table};
 use anyhow::bail;
 use faer::MatRef;
 use lipcert_io::NpyArray;
-use lipcert_spectral::{spectral_norm, Method, Options};
+use lipcert_spectral::{conv_norm, spectral_norm, ConvOperator, Method, Options, Padding};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("operator").required(true).args(["matrix", "conv"])))]
 pub struct Args {
     /// A dense matrix W as .npy (float32 or float64, shape [m, n]; a 1-D array is one row).
     #[arg(long)]
-    matrix: PathBuf,
+    matrix: Option<PathBuf>,
+    /// A convolution kernel as .npy, shape [c_out, c_in, kh, kw] (PyTorch / ONNX layout).
+    #[arg(long, requires = "input_size")]
+    conv: Option<PathBuf>,
+    /// Input height and width of the convolution, e.g. 32,32.
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    input_size: Option<Vec<usize>>,
+    /// Padding of the convolution.
+    #[arg(long, value_enum, default_value = "zeros")]
+    padding: PaddingArg,
+    /// Zero padding on each side (default: kernel // 2, "same" for odd kernels).
+    #[arg(long)]
+    pad: Option<usize>,
+    /// Convolution stride.
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
     /// exact (SVD), power (lower bound only), gram (Gram iteration), auto (fastest certified).
     #[arg(long, value_enum, default_value = "auto")]
     method: MethodArg,
@@ -28,6 +44,12 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum PaddingArg {
+    Zeros,
+    Circular,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MethodArg {
     Exact,
@@ -36,20 +58,67 @@ enum MethodArg {
     Auto,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let w = NpyArray::read(&args.matrix).map_err(anyhow::Error::msg)?;
-    let file = args.matrix.display();
-    if !w.dtype.is_float() {
-        bail!("{file}: dtype {} is not supported; the matrix must be float32 or float64", w.dtype);
+/// Reads a float .npy, rejecting other dtypes and non-finite entries (named in the error).
+fn read_float(path: &std::path::Path) -> anyhow::Result<NpyArray> {
+    let a = NpyArray::read(path).map_err(anyhow::Error::msg)?;
+    let file = path.display();
+    if !a.dtype.is_float() {
+        bail!("{file}: dtype {} is not supported; expected float32 or float64", a.dtype);
     }
-    let (m, n) = match w.shape.as_slice() {
-        [n] => (1, *n),
-        [m, n] => (*m, *n),
-        s => bail!("{file}: expected a 2-D matrix [m, n], got shape {s:?}"),
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        // Unravel the flat index into the array's own coordinates.
+        let mut index = vec![0; a.shape.len()];
+        let mut rest = i;
+        for (slot, &d) in index.iter_mut().zip(&a.shape).rev() {
+            *slot = rest % d.max(1);
+            rest /= d.max(1);
+        }
+        bail!("{file}: element {index:?} is NaN or infinite");
+    }
+    Ok(a)
+}
+
+/// What is being measured, for the table and JSON.
+enum Operator {
+    Matrix { data: Vec<f64>, m: usize, n: usize },
+    Conv(ConvOperator),
+}
+
+fn operator(args: &Args) -> anyhow::Result<Operator> {
+    if let Some(path) = &args.matrix {
+        let w = read_float(path)?;
+        let (m, n) = match w.shape.as_slice() {
+            [n] => (1, *n),
+            [m, n] => (*m, *n),
+            s => bail!("{}: expected a 2-D matrix [m, n], got shape {s:?}", path.display()),
+        };
+        return Ok(Operator::Matrix { data: w.data, m, n });
+    }
+    let path = args.conv.as_ref().expect("clap requires --matrix or --conv");
+    let k = read_float(path)?;
+    let [c_out, c_in, kh, kw] = <[usize; 4]>::try_from(k.shape.as_slice()).map_err(|_| {
+        anyhow::anyhow!("{}: expected a kernel [c_out, c_in, kh, kw], got shape {:?}", path.display(), k.shape)
+    })?;
+    let size = args.input_size.clone().unwrap_or_default();
+    let (h, w) = match size.as_slice() {
+        [s] => (*s, *s),
+        [h, w] => (*h, *w),
+        _ => bail!("--input-size takes H,W"),
     };
-    if let Some(i) = w.data.iter().position(|v| !v.is_finite()) {
-        bail!("{file}: entry ({}, {}) is NaN or infinite", i / n.max(1), i % n.max(1));
-    }
+    let padding = match args.padding {
+        PaddingArg::Circular => Padding::Circular,
+        PaddingArg::Zeros => {
+            let (ph, pw) = args.pad.map_or((kh / 2, kw / 2), |p| (p, p));
+            Padding::Zeros([ph, pw, ph, pw])
+        }
+    };
+    let op = ConvOperator { kernel: k.data, c_out, c_in, kh, kw, h, w, stride: [args.stride, args.stride], padding };
+    op.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Operator::Conv(op))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let op = operator(&args)?;
     if let Some(t) = args.tol {
         if !(t > 0.0 && t.is_finite()) {
             bail!("--tol must be a positive number, got {t}");
@@ -61,26 +130,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         MethodArg::Gram => Method::Gram,
         MethodArg::Auto => Method::Auto,
     };
-    // Row-major [m, n] data is the column-major view of W^T, which has the same norm.
-    let view = MatRef::from_column_major_slice(&w.data, n, m);
     let opts = Options {
         iters: args.iters,
         tol: if args.iters.is_some() { None } else { Some(args.tol.unwrap_or(1e-6)) },
         seed: args.seed,
     };
     let start = Instant::now();
-    let b = spectral_norm(view, method, opts);
+    let (b, shape) = match &op {
+        Operator::Matrix { data, m, n } => {
+            // Row-major [m, n] data is the column-major view of W^T, which has the same norm.
+            let view = MatRef::from_column_major_slice(data, *n, *m);
+            (spectral_norm(view, method, opts), format!("{m} x {n}"))
+        }
+        Operator::Conv(c) => {
+            let b = conv_norm(c, method, opts).map_err(anyhow::Error::msg)?;
+            let pad = match c.padding {
+                Padding::Circular => "circular".to_string(),
+                Padding::Zeros(p) => format!("zeros {}", p[0]),
+            };
+            (
+                b,
+                format!(
+                    "conv {}x{}x{}x{} on {}x{}, {pad}, stride {}",
+                    c.c_out, c.c_in, c.kh, c.kw, c.h, c.w, c.stride[0]
+                ),
+            )
+        }
+    };
     let time_s = start.elapsed().as_secs_f64();
     let finite = |v: f64| if v.is_finite() { json!(v) } else { serde_json::Value::Null };
     if args.json {
         return print_json(&json!({
             "upper": finite(b.upper), "lower": finite(b.lower), "method": b.method, "iters": b.iters,
-            "time_s": time_s, "shape": [m, n], "relative_width": finite(b.relative_width()),
+            "time_s": time_s, "operator": shape, "relative_width": finite(b.relative_width()),
         }));
     }
     let show = |v: f64| if v.is_finite() { format!("{v:.12e}") } else { "none".into() };
     let rows = vec![vec![
-        format!("{m} x {n}"),
+        shape,
         b.method.to_string(),
         show(b.lower),
         show(b.upper),
@@ -90,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ]];
     print!(
         "{}",
-        table(&["matrix", "method", "lower (certified)", "upper (certified)", "width", "iters", "time s"], &rows)
+        table(&["operator", "method", "lower (certified)", "upper (certified)", "width", "iters", "time s"], &rows)
     );
     Ok(())
 }
