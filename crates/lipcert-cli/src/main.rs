@@ -27,8 +27,12 @@ enum Command {
     Eval(commands::eval::Args),
     /// Write the model as lipcert reads it (BatchNorm folded, identities removed) to ONNX.
     Export(commands::export::Args),
-    /// Certified bracket [lower, upper] on the spectral norm of a matrix.
+    /// Certified bracket [lower, upper] on the spectral norm of a matrix or a convolution.
     Spectral(commands::spectral::Args),
+    /// Lipschitz constant of a network: per-layer table, certified upper and lower bounds.
+    Lipschitz(commands::lipschitz::Args),
+    /// Certified accuracy on a data set (Lipschitz-margin radii).
+    Certify(commands::certify::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Export(a) => commands::export::run(a),
         Command::Spectral(a) => commands::spectral::run(a),
+        Command::Lipschitz(a) => commands::lipschitz::run(a),
+        Command::Certify(a) => commands::certify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

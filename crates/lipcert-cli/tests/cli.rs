@@ -228,3 +228,47 @@ fn spectral_conv_brackets_the_norm_of_the_explicit_operator() {
     let e = fails(&["spectral", "--conv", big.to_str().unwrap(), "--input-size", "3", "--padding", "circular"]);
     assert!(e.contains("larger"), "{e}");
 }
+
+#[test]
+fn lipschitz_and_certify_follow_the_contract() {
+    let model = demo_path();
+    let model = model.to_str().unwrap();
+    let out = lipcert_ok(&["lipschitz", model, "--json", "--starts", "2", "--steps", "3"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 10);
+    assert!(layers.iter().all(|l| l["name"].is_string() && l["op"].is_string() && l["upper"].is_f64()));
+    let (lo, hi) = (v["global"]["lower"].as_f64().unwrap(), v["global"]["upper"].as_f64().unwrap());
+    assert!(0.0 < lo && lo <= hi, "{v}");
+    assert!(v["estimate"].is_null(), "the demo is not an MLP: no architecture estimate");
+    let inf: serde_json::Value =
+        serde_json::from_str(&lipcert_ok(&["lipschitz", model, "--norm", "inf", "--json"])).unwrap();
+    assert_eq!(inf["norm"], "inf");
+
+    let dir = tempdir("cli-certify");
+    let x = write_npy(&dir, "x.npy", vec![6, 144], DType::F32);
+    let y = dir.join("y.npy");
+    let preds = NpyArray::read(&{
+        let p = dir.join("logits.npy");
+        lipcert_ok(&["eval", model, "--input", &x, "--output", p.to_str().unwrap()]);
+        p
+    })
+    .unwrap();
+    let labels: Vec<f64> =
+        preds.data.chunks(3).map(|r| (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as f64).collect();
+    NpyArray::new(vec![6], labels, DType::I64).write(&y).unwrap();
+    let out = lipcert_ok(&["certify", model, "--data", &x, "--labels", y.to_str().unwrap(), "--eps", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clean_accuracy"], 1.0);
+    let samples = v["per_sample"].as_array().unwrap();
+    assert_eq!(samples.len(), 6);
+    for s in samples {
+        assert!(s["radius_pair"].as_f64().unwrap() >= s["radius_global"].as_f64().unwrap());
+    }
+    let bad = write_npy(&dir, "bad_labels.npy", vec![6], DType::I64);
+    NpyArray::new(vec![6], vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0], DType::I64).write(std::path::Path::new(&bad)).unwrap();
+    let e = fails(&["certify", model, "--data", &x, "--labels", &bad, "--eps", "0.1"]);
+    assert!(e.contains("bad_labels.npy") && e.contains("class index"), "{e}");
+    let short = write_npy(&dir, "short.npy", vec![4], DType::I64);
+    assert!(fails(&["certify", model, "--data", &x, "--labels", &short, "--eps", "0.1"]).contains("4 labels"));
+}

@@ -1,6 +1,8 @@
+pub mod certify;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod lipschitz;
 pub mod spectral;
 
 use anyhow::Context;
