@@ -317,11 +317,11 @@ pub fn circular_norm(
         iters: b.iters,
     };
     let run = |m: Method, o: Options, (u, v): (usize, usize)| dense::spectral_norm(blocks.block(u, v).as_ref(), m, o);
-    // Tier 1: a cheap certified bracket for every block (3 Gram products, or the requested
+    // Tier 1: a cheap certified bracket for every block (5 Gram products, or the requested
     // method directly when it is exact or has a fixed iteration count).
     let tier1_method = if method == Method::Exact || opts.iters.is_some() { method } else { Method::Gram };
     let tier1_opts =
-        if method == Method::Exact || opts.iters.is_some() { opts } else { Options { iters: Some(3), ..opts } };
+        if method == Method::Exact || opts.iters.is_some() { opts } else { Options { iters: Some(5), ..opts } };
     let mut results: Vec<((usize, usize), Bracket)> =
         freqs.par_iter().map(|&f| (f, run(tier1_method, tier1_opts, f))).collect();
     // Tier 2: refine, best first, every block whose upper bound could still be the maximum.
