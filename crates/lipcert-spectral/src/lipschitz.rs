@@ -307,9 +307,9 @@ pub fn network_lipschitz(
     NetworkLipschitz { norm, layers, upper, lower: lower.min(upper), value_upper }
 }
 
-/// Paper 002, Prop. 5: E[L] = 2 sqrt(d) / sqrt((d + n)(d + m)) * prod(alpha_l) * q^(M-1)
-/// * (sqrt n + sqrt m) for an M-layer MLP of hidden width d, with alpha_l measured from the
-/// weights (Var W_l = 2 alpha_l^2 / (n_l + n_{l-1})) and q^2 = Var[sigma'(x)], x ~ N(0, 1).
+/// Paper 002, Prop. 5: `E[L] = 2 sqrt(d) / sqrt((d + n)(d + m)) prod(alpha_l) q^(M-1)
+/// (sqrt n + sqrt m)` for an M-layer MLP of hidden width d, with alpha_l measured from the
+/// weights (`Var W_l = 2 alpha_l^2 / (n_l + n_{l-1})`) and `q^2 = Var[sigma'(x)]`, x ~ N(0, 1).
 /// An estimate of the typical constant, not a bound. None when the network is not an MLP
 /// (dense layers separated by one activation type, reshapes and input affine maps allowed).
 pub fn architecture_estimate(net: &Network) -> Option<f64> {
