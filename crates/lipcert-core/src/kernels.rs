@@ -275,7 +275,7 @@ pub fn conv_backward(c: &Conv2d, gy: &[f64], images: usize, hw: [usize; 2], ohw:
 /// Visits the in-bounds input offsets of every pooling window of one `[H, W]` plane.
 /// `f(output position, input offset)`; windows are visited in order, each window's taps in order.
 #[inline]
-fn for_each_window(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], mut f: impl FnMut(usize, usize)) {
+pub fn for_each_window(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], mut f: impl FnMut(usize, usize)) {
     for oy in 0..ohw[0] {
         for ox in 0..ohw[1] {
             for ki in 0..p.kernel[0] {
@@ -385,29 +385,34 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Offsets visited by walking `shape` in C order, where a step along axis i moves `steps[i]`
+/// elements, starting at `base` (an odometer over the axes, last axis fastest).
+fn strided_offsets(shape: &[usize], steps: &[usize], base: usize) -> Vec<usize> {
+    let n: usize = shape.iter().product();
+    let mut offsets = Vec::with_capacity(n);
+    let mut counter = vec![0usize; shape.len()];
+    let mut offset = base;
+    for _ in 0..n {
+        offsets.push(offset);
+        for ax in (0..shape.len()).rev() {
+            counter[ax] += 1;
+            offset += steps[ax];
+            if counter[ax] < shape[ax] {
+                break;
+            }
+            offset -= steps[ax] * shape[ax];
+            counter[ax] = 0;
+        }
+    }
+    offsets
+}
+
 /// For each element of the transposed sample, its offset in the input sample.
 pub fn transpose_gather_index(shape: &[usize], perm: &[usize]) -> Vec<usize> {
     let in_strides = strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let src_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let n: usize = shape.iter().product();
-    let mut index = Vec::with_capacity(n);
-    let mut counter = vec![0usize; out_shape.len()];
-    let mut offset = 0usize;
-    for _ in 0..n {
-        index.push(offset);
-        // Odometer increment over the output axes, last axis fastest.
-        for ax in (0..out_shape.len()).rev() {
-            counter[ax] += 1;
-            offset += src_strides[ax];
-            if counter[ax] < out_shape[ax] {
-                break;
-            }
-            offset -= src_strides[ax] * out_shape[ax];
-            counter[ax] = 0;
-        }
-    }
-    index
+    strided_offsets(&out_shape, &src_strides, 0)
 }
 
 /// For each element of the input sample, its offset in the padded sample.
@@ -416,21 +421,5 @@ pub fn pad_scatter_index(shape: &[usize], pads: &[usize]) -> Vec<usize> {
     let out_shape: Vec<usize> = (0..rank).map(|i| shape[i] + pads[i] + pads[i + rank]).collect();
     let out_strides = strides(&out_shape);
     let base: usize = (0..rank).map(|i| pads[i] * out_strides[i]).sum();
-    let n: usize = shape.iter().product();
-    let mut index = Vec::with_capacity(n);
-    let mut counter = vec![0usize; rank];
-    let mut offset = base;
-    for _ in 0..n {
-        index.push(offset);
-        for ax in (0..rank).rev() {
-            counter[ax] += 1;
-            offset += out_strides[ax];
-            if counter[ax] < shape[ax] {
-                break;
-            }
-            offset -= out_strides[ax] * shape[ax];
-            counter[ax] = 0;
-        }
-    }
-    index
+    strided_offsets(shape, &out_strides, base)
 }

@@ -7,7 +7,7 @@ use crate::conv::{conv_norm, ConvOperator, Padding};
 use crate::dense::{self, Method, Options};
 use crate::rounding::{down, gamma, up};
 use faer::MatRef;
-use lipcert_core::kernels::avgpool_divisors;
+use lipcert_core::kernels::{avgpool_divisors, for_each_window};
 use lipcert_core::{Activation, Conv2d, Dense, Network, Op, Pool2d, Rng};
 
 /// The norm on inputs and outputs.
@@ -163,7 +163,7 @@ fn avgpool_bound(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], norm: Norm) -> f64
     let div = avgpool_divisors(p, hw, ohw);
     let mut col = vec![0.0f64; hw[0] * hw[1]];
     let mut row = vec![0.0f64; ohw[0] * ohw[1]];
-    for_each_tap(p, hw, ohw, |o, i| {
+    for_each_window(p, hw, ohw, |o, i| {
         col[i] += 1.0 / div[o];
         row[o] += 1.0 / div[o];
     });
@@ -178,24 +178,8 @@ fn maxpool_bound(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], norm: Norm) -> f64
         return 1.0;
     }
     let mut count = vec![0usize; hw[0] * hw[1]];
-    for_each_tap(p, hw, ohw, |_, i| count[i] += 1);
+    for_each_window(p, hw, ohw, |_, i| count[i] += 1);
     up((*count.iter().max().unwrap_or(&1) as f64).sqrt())
-}
-
-fn for_each_tap(p: &Pool2d, hw: [usize; 2], ohw: [usize; 2], mut f: impl FnMut(usize, usize)) {
-    for oy in 0..ohw[0] {
-        for ox in 0..ohw[1] {
-            for ki in 0..p.kernel[0] {
-                let iy = (oy * p.stride[0] + ki * p.dilation[0]) as isize - p.pads[0] as isize;
-                for kj in 0..p.kernel[1] {
-                    let ix = (ox * p.stride[1] + kj * p.dilation[1]) as isize - p.pads[1] as isize;
-                    if iy >= 0 && (iy as usize) < hw[0] && ix >= 0 && (ix as usize) < hw[1] {
-                        f(oy * ohw[1] + ox, iy as usize * hw[1] + ix as usize);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Lipschitz constant of one node's operator (with respect to each of its inputs).
@@ -252,22 +236,25 @@ fn jacobian_norm(jac: &[f64], m: usize, n: usize, norm: Norm) -> f64 {
 /// (documented in docs/GUARANTEES.md; far above the observed differences).
 pub const JACOBIAN_ROUNDING_ALLOWANCE: f64 = 1e-8;
 
+/// The seeded search for the lower bound: `starts` random points (uniform in [0, 1] and
+/// standard normal, alternately) plus the given `points`, each followed by `steps` of hill
+/// climbing on ||J(x)|| with shrinking random moves.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub starts: usize,
+    pub steps: usize,
+    pub seed: u64,
+    pub points: Vec<Vec<f64>>,
+}
+
 /// Lower bound on the global Lipschitz constant: L >= ||J(x)|| at any point where the network
-/// is differentiable. A seeded search: `starts` random points (uniform in [0, 1] and standard
-/// normal, plus `seeds` if given), each followed by `steps` of hill climbing on ||J(x)||
-/// with shrinking random moves. Returns (lower bound, best point).
-pub fn jacobian_lower(
-    net: &Network,
-    norm: Norm,
-    starts: usize,
-    steps: usize,
-    seed: u64,
-    seeds: &[Vec<f64>],
-) -> (f64, Vec<f64>) {
+/// is differentiable, maximized by `search`. Returns (lower bound, best point).
+pub fn jacobian_lower(net: &Network, norm: Norm, search: &Search) -> (f64, Vec<f64>) {
     let (m, n) = (net.output_len(), net.input_len());
-    let mut rng = Rng::new(seed);
+    let (starts, steps) = (search.starts, search.steps);
+    let mut rng = Rng::new(search.seed);
     let eval = |x: &[f64]| -> f64 { net.jacobian(x).map(|(_, j)| jacobian_norm(&j, m, n, norm)).unwrap_or(0.0) };
-    let mut points: Vec<Vec<f64>> = seeds.to_vec();
+    let mut points: Vec<Vec<f64>> = search.points.clone();
     for s in 0..starts {
         points.push((0..n).map(|_| if s % 2 == 0 { rng.uniform() } else { rng.normal() }).collect());
     }
@@ -292,18 +279,11 @@ pub fn jacobian_lower(
 }
 
 /// Full analysis: per-layer constants, the composed upper bound, and the search lower bound.
-pub fn network_lipschitz(
-    net: &Network,
-    norm: Norm,
-    starts: usize,
-    steps: usize,
-    seed: u64,
-    seeds: &[Vec<f64>],
-) -> NetworkLipschitz {
+pub fn network_lipschitz(net: &Network, norm: Norm, search: &Search) -> NetworkLipschitz {
     let layers: Vec<LayerBound> = (0..net.nodes.len()).map(|k| layer_bound(net, k, norm)).collect();
     let value_upper = compose(net, &layers);
     let upper = value_upper[net.output];
-    let (lower, _) = jacobian_lower(net, norm, starts, steps, seed, seeds);
+    let (lower, _) = jacobian_lower(net, norm, search);
     NetworkLipschitz { norm, layers, upper, lower: lower.min(upper), value_upper }
 }
 

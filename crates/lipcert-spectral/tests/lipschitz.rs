@@ -5,7 +5,7 @@
 use faer::MatRef;
 use lipcert_core::random::random_network;
 use lipcert_core::{Activation, Network, Rng};
-use lipcert_spectral::lipschitz::{activation_lipschitz, network_lipschitz, pair_constants, radii, Norm};
+use lipcert_spectral::lipschitz::{activation_lipschitz, network_lipschitz, pair_constants, radii, Norm, Search};
 use std::path::PathBuf;
 
 fn norm_of(v: &[f64], norm: Norm) -> f64 {
@@ -35,7 +35,7 @@ fn upper_bound_is_never_exceeded_on_random_networks() {
         let net = random_network(&mut rng);
         let n = net.input_len();
         for norm in [Norm::L2, Norm::Inf] {
-            let lip = network_lipschitz(&net, norm, 2, 5, case, &[]);
+            let lip = network_lipschitz(&net, norm, &Search { starts: 2, steps: 5, seed: case, points: vec![] });
             assert!(lip.lower <= lip.upper && lip.lower > 0.0, "case {case} {norm:?}: {} > {}", lip.lower, lip.upper);
             let mut worst = 0.0f64;
             for i in 0..1500 {
@@ -57,7 +57,7 @@ fn upper_bound_is_never_exceeded_on_random_networks() {
 fn product_bound_of_mnist_256x2_equals_product_of_exact_norms() {
     let Some(dir) = shared() else { return };
     let net = lipcert_io::import_file(&dir.join("mnistfc/mnist-net_256x2.onnx")).unwrap().network;
-    let lip = network_lipschitz(&net, Norm::L2, 1, 1, 0, &[]);
+    let lip = network_lipschitz(&net, Norm::L2, &Search { starts: 1, steps: 1, seed: 0, points: vec![] });
     let mut product = 1.0;
     for node in &net.nodes {
         if let lipcert_core::Op::Dense(d) = &node.op {
@@ -89,7 +89,7 @@ fn lower_is_below_upper_on_every_benchmark_network() {
     for path in models {
         let net: Network = lipcert_io::import_file(&path).unwrap().network;
         for norm in [Norm::L2, Norm::Inf] {
-            let lip = network_lipschitz(&net, norm, 2, 4, 0, &[]);
+            let lip = network_lipschitz(&net, norm, &Search { starts: 2, steps: 4, seed: 0, points: vec![] });
             assert!(lip.lower > 0.0 && lip.lower <= lip.upper && lip.upper.is_finite(), "{}: {lip:?}", path.display());
         }
     }
@@ -102,7 +102,7 @@ fn certified_radii_hold_under_sampled_perturbations() {
         let net = random_network(&mut rng);
         let n = net.input_len();
         for norm in [Norm::L2, Norm::Inf] {
-            let lip = network_lipschitz(&net, norm, 1, 1, case, &[]);
+            let lip = network_lipschitz(&net, norm, &Search { starts: 1, steps: 1, seed: case, points: vec![] });
             let pairs = pair_constants(&net, &lip);
             assert!(pairs.is_some(), "random networks end with a dense layer");
             let mut certified = 0;

@@ -3,7 +3,7 @@ use crate::render::{print_json, table};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_io::NpyArray;
-use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, radii};
+use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, radii, Search};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -67,7 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // The constants are per network; the seeded search for the lower bound starts at the data.
     let seeds: Vec<Vec<f64>> = x.data.chunks(len).take(8).map(|r| r.to_vec()).collect();
-    let lip = network_lipschitz(net, args.norm.norm(), 8, 20, args.seed, &seeds);
+    let lip =
+        network_lipschitz(net, args.norm.norm(), &Search { starts: 8, steps: 20, seed: args.seed, points: seeds });
     let pairs = pair_constants(net, &lip);
     let bar = if n > 256 { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));

@@ -1,5 +1,5 @@
 use crate::render::{print_json, table};
-use lipcert_spectral::lipschitz::{architecture_estimate, network_lipschitz, Norm};
+use lipcert_spectral::lipschitz::{architecture_estimate, network_lipschitz, Norm, Search};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -48,7 +48,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let start = Instant::now();
-    let lip = network_lipschitz(net, args.norm.norm(), args.starts, args.steps, args.seed, &[]);
+    let lip = network_lipschitz(
+        net,
+        args.norm.norm(),
+        &Search { starts: args.starts, steps: args.steps, seed: args.seed, points: vec![] },
+    );
     // The paper's estimate is for the l2 constant.
     let estimate = if args.norm.norm() == Norm::L2 { architecture_estimate(net) } else { None };
     let time_s = start.elapsed().as_secs_f64();
