@@ -219,6 +219,19 @@ fn spectral_conv_brackets_the_norm_of_the_explicit_operator() {
         );
         assert!(v["operator"].as_str().unwrap().contains("6x5"));
     }
+    let toep: serde_json::Value = serde_json::from_str(&lipcert_ok(&[
+        "spectral",
+        "--conv",
+        p.to_str().unwrap(),
+        "--input-size",
+        "6",
+        "--method",
+        "toep",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(toep["upper"].as_f64().unwrap() >= sigma * (1.0 - 1e-9) && toep["method"] == "toep", "{toep}");
+    assert!(fails(&["spectral", "--matrix", m.to_str().unwrap(), "--method", "toep"]).contains("--conv only"));
     let e = fails(&["spectral", "--conv", p.to_str().unwrap()]);
     assert!(e.contains("--input-size"), "{e}");
     let e = fails(&["spectral", "--conv", m.to_str().unwrap(), "--input-size", "4"]);

@@ -461,3 +461,102 @@ pub fn explicit_matrix(op: &ConvOperator) -> Mat<f64> {
     }
     m
 }
+
+/// A convolution kernel `[c_out, c_in, kh, kw]` (correlation form) with its shape.
+#[derive(Clone, Debug)]
+struct Kernel {
+    data: Vec<f64>,
+    c_out: usize,
+    c_in: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl Kernel {
+    /// The kernel of T^T T, where T is the convolution on the infinite grid (thesis Thm. 3.6.1,
+    /// "convolution with maximal non-trivial padding"):
+    /// G[c2, c1, dy, dx] = sum_o sum_{a,b} K[o, c2, a, b] K[o, c1, a + dy, b + dx], |d| < k.
+    fn gram(&self) -> Kernel {
+        let (co, ci, kh, kw) = (self.c_out, self.c_in, self.kh, self.kw);
+        let (gh, gw) = (2 * kh - 1, 2 * kw - 1);
+        let k = |o: usize, c: usize, a: usize, b: usize| self.data[((o * ci + c) * kh + a) * kw + b];
+        let mut out = vec![0.0; ci * ci * gh * gw];
+        out.par_chunks_mut(ci * gh * gw).enumerate().for_each(|(c2, rows)| {
+            for c1 in 0..ci {
+                for gy in 0..gh {
+                    for gx in 0..gw {
+                        let (dy, dx) = (gy as isize - (kh as isize - 1), gx as isize - (kw as isize - 1));
+                        let mut s = 0.0;
+                        for o in 0..co {
+                            for a in 0..kh {
+                                let a2 = a as isize + dy;
+                                if a2 < 0 || a2 >= kh as isize {
+                                    continue;
+                                }
+                                for b in 0..kw {
+                                    let b2 = b as isize + dx;
+                                    if b2 >= 0 && b2 < kw as isize {
+                                        s += k(o, c2, a, b) * k(o, c1, a2 as usize, b2 as usize);
+                                    }
+                                }
+                            }
+                        }
+                        rows[(c1 * gh + gy) * gw + gx] = s;
+                    }
+                }
+            }
+        });
+        Kernel { data: out, c_out: ci, c_in: ci, kh: gh, kw: gw }
+    }
+
+    /// (max over outputs of sum |K[o]|, max over inputs of sum |K[:, c]|): the l_inf and l_1
+    /// norms of the infinite-grid operator of |K|, rounded up.
+    fn abs_row_col(&self) -> (f64, f64) {
+        let taps = self.kh * self.kw;
+        let mut col = vec![0.0f64; self.c_in];
+        let mut row = vec![0.0f64; self.c_out];
+        for (i, chunk) in self.data.chunks_exact(taps).enumerate() {
+            let s: f64 = chunk.iter().map(|v| v.abs()).sum();
+            row[i / self.c_in] += s;
+            col[i % self.c_in] += s;
+        }
+        let slack = 1.0 + gamma(self.c_in.max(self.c_out) * taps + 2);
+        let max = |v: &[f64]| up(v.iter().cloned().fold(0.0, f64::max) * slack);
+        (max(&row), max(&col))
+    }
+}
+
+/// `norm2_toep` (thesis Alg. 6, Thm. 3.6.1): a certified upper bound on the spectral norm of
+/// the convolution with any zero padding (and any input size and stride), from `iters` Gram
+/// iterations on the kernel itself, read out with sqrt(||.||_1 ||.||_inf) of the final kernel.
+/// The rounding of every kernel product is carried as in the dense Gram chain:
+/// sigma_1(T_t)^2 <= 2^e sigma_1(T_{t+1}) + gamma(c k^2) ||T_|K_t|||_1 ||T_|K_t|||_inf.
+/// Cost grows fast (the kernel grows to 2^t (k - 1) + 1 taps per side), so `iters` <= 4.
+pub fn toeplitz_bound(op: &ConvOperator, iters: usize) -> Result<f64, String> {
+    op.validate()?;
+    if iters > 4 {
+        return Err("norm2_toep is limited to 4 kernel Gram iterations (the kernel grows 2x per step)".into());
+    }
+    let mut kernel = Kernel { data: op.kernel.clone(), c_out: op.c_out, c_in: op.c_in, kh: op.kh, kw: op.kw };
+    // Scale by an exact power of two near the largest entry.
+    let max = kernel.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        return Ok(0.0);
+    }
+    let e0 = crate::rounding::exponent(max);
+    kernel.data.iter_mut().for_each(|v| *v *= crate::rounding::pow2(-e0));
+    let mut levels = vec![];
+    for _ in 0..iters {
+        let (row, col) = kernel.abs_row_col();
+        let product_error = up(gamma(kernel.c_out * kernel.kh * kernel.kw + 2) * row * col) + 1e-300;
+        let mut next = kernel.gram();
+        let m = next.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let e = if m > 0.0 { crate::rounding::exponent(m) } else { 0 };
+        next.data.iter_mut().for_each(|v| *v *= crate::rounding::pow2(-e));
+        levels.push(dense::Level { product_error, next_exponent: e });
+        kernel = next;
+    }
+    let (row, col) = kernel.abs_row_col();
+    let top = up((row * col).sqrt());
+    Ok(up(dense::chain_back(&levels, top) * crate::rounding::pow2(e0)))
+}

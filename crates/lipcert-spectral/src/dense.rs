@@ -271,15 +271,15 @@ pub fn power(a: MatRef<'_, f64>, opts: Options) -> Bracket {
 
 /// One level of the Gram chain: the bound on the rounding error of the product that produced
 /// the next level, and the power-of-two exponent that the next level was scaled by.
-struct Level {
-    product_error: f64,
-    next_exponent: i32,
+pub(crate) struct Level {
+    pub(crate) product_error: f64,
+    pub(crate) next_exponent: i32,
 }
 
 /// Upper bound on sigma_1 of the (scaled) input from an upper bound on lambda_max of the
 /// last (scaled) Gram iterate, walking the chain back:
 /// lambda_max(G_t)^2 <= sigma_1(G_t)^2 = lambda_max(G_t^T G_t) <= 2^e lambda_max(G_{t+1}) + ||E_t||.
-fn chain_back(levels: &[Level], top: f64) -> f64 {
+pub(crate) fn chain_back(levels: &[Level], top: f64) -> f64 {
     let mut b = top.max(0.0);
     for level in levels.iter().rev() {
         b = up((up(b * pow2(level.next_exponent)) + level.product_error).sqrt());

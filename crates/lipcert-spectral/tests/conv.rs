@@ -148,3 +148,30 @@ fn bad_operators_are_errors() {
     let big = random_op(&mut rng, 16, 16, 3, 32, 1, true);
     assert!(conv_norm(&big, Method::Exact, Options::default()).unwrap_err().contains("4096"));
 }
+
+#[test]
+fn norm2_toep_bounds_every_padding_and_stride() {
+    use lipcert_spectral::conv::toeplitz_bound;
+    let mut rng = Rng::new(21);
+    let mut ratios = vec![];
+    for case in 0..40 {
+        let (c_out, c_in, k) = (1 + rng.below(6), 1 + rng.below(6), [1, 3, 5][case % 3]);
+        let (n, stride) = (6 + rng.below(6), 1 + rng.below(2));
+        let op = random_op(&mut rng, c_out, c_in, k, n, stride, case % 2 == 0);
+        let exact = explicit(&op).singular_values().unwrap()[0];
+        for t in 1..=3 {
+            let bound = toeplitz_bound(&op, t).unwrap();
+            assert!(bound >= exact * (1.0 - 1e-12), "t={t}: {bound} < exact {exact} for {op:?}");
+            if t == 3 {
+                ratios.push(bound / exact);
+            }
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "norm2_toep (3 iterations) / exact: median {:.3}, max {:.3}",
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    );
+    assert!(toeplitz_bound(&random_op(&mut rng, 2, 2, 3, 8, 1, true), 5).is_err());
+}

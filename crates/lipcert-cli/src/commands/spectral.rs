@@ -2,6 +2,7 @@ use crate::render::{print_json, table};
 use anyhow::bail;
 use faer::MatRef;
 use lipcert_io::NpyArray;
+use lipcert_spectral::conv::toeplitz_bound;
 use lipcert_spectral::{conv_norm, spectral_norm, ConvOperator, Method, Options, Padding};
 use serde_json::json;
 use std::path::PathBuf;
@@ -28,7 +29,8 @@ pub struct Args {
     /// Convolution stride.
     #[arg(long, default_value_t = 1)]
     stride: usize,
-    /// exact (SVD), power (lower bound only), gram (Gram iteration), auto (fastest certified).
+    /// exact (SVD), power (lower bound only), gram (Gram iteration), auto (fastest certified),
+    /// toep (convolutions only: thesis norm2_toep, input-size independent; --iters <= 4).
     #[arg(long, value_enum, default_value = "auto")]
     method: MethodArg,
     /// Run exactly this many iterations (Gram products, power steps).
@@ -50,12 +52,13 @@ enum PaddingArg {
     Circular,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum MethodArg {
     Exact,
     Power,
     Gram,
     Auto,
+    Toep,
 }
 
 /// Reads a float .npy, rejecting other dtypes and non-finite entries (named in the error).
@@ -126,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let method = match args.method {
         MethodArg::Exact => Method::Exact,
-        MethodArg::Power => Method::Power,
+        MethodArg::Power | MethodArg::Toep => Method::Power,
         MethodArg::Gram => Method::Gram,
         MethodArg::Auto => Method::Auto,
     };
@@ -137,13 +140,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let start = Instant::now();
     let (b, shape) = match &op {
+        Operator::Matrix { .. } if args.method == MethodArg::Toep => bail!("--method toep applies to --conv only"),
         Operator::Matrix { data, m, n } => {
             // Row-major [m, n] data is the column-major view of W^T, which has the same norm.
             let view = MatRef::from_column_major_slice(data, *n, *m);
             (spectral_norm(view, method, opts), format!("{m} x {n}"))
         }
         Operator::Conv(c) => {
-            let b = conv_norm(c, method, opts).map_err(anyhow::Error::msg)?;
+            let mut b = conv_norm(c, method, opts).map_err(anyhow::Error::msg)?;
+            if args.method == MethodArg::Toep {
+                // Upper from the kernel's own Gram iterations; lower from power iteration.
+                b.upper = toeplitz_bound(c, args.iters.unwrap_or(3)).map_err(anyhow::Error::msg)?;
+                b.method = "toep";
+                b.iters = args.iters.unwrap_or(3);
+            }
             let pad = match c.padding {
                 Padding::Circular => "circular".to_string(),
                 Padding::Zeros(p) => format!("zeros {}", p[0]),
