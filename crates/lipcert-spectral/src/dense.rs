@@ -129,7 +129,8 @@ const UNDERFLOW_SLACK: f64 = 1e-300;
 /// Upper bound on ||G||_F in one pass, for iterates already scaled near unit norm; falls back
 /// to the overflow-safe two-pass version when the quick sum leaves the safe range.
 fn frobenius_fast(g: &Mat<f64>) -> f64 {
-    let sum: f64 = g.col_iter().map(|c| c.iter().map(|v| v * v).sum::<f64>()).sum();
+    use rayon::prelude::*;
+    let sum: f64 = (0..g.ncols()).into_par_iter().map(|j| g.col(j).iter().map(|v| v * v).sum::<f64>()).sum();
     if sum.is_finite() && sum > 1e-280 {
         up(sum.sqrt() * (1.0 + gamma(g.nrows() * g.ncols() + 2)))
     } else {
@@ -187,7 +188,8 @@ fn mirror_lower(g: &mut Mat<f64>) {
 
 /// Multiplies every entry by `s` (a power of two: exact).
 fn scale_in_place(g: &mut Mat<f64>, s: f64) {
-    g.col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v *= s));
+    use rayon::prelude::*;
+    g.par_col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v *= s));
 }
 
 /// Certified lower bound on sigma_1(A) from any vector: ||A x|| / ||x||, with the rounding
@@ -291,11 +293,12 @@ pub(crate) fn chain_back(levels: &[Level], top: f64) -> f64 {
 /// in the basis (x, x-perp), G = [[a, b^T], [b, C]] with ||b|| = ||G x - a x|| = r and
 /// lambda_max(C) <= ||P G P||_F = c, so lambda_max(G) <= lambda_max([[a, r], [r, c]]).
 /// `fro` is an upper bound on ||G||_F. Rounding errors of a, r, c are bounded by delta.
-fn block_bound(g: &Mat<f64>, x: &Col<f64>, fro: f64) -> f64 {
+/// Also says whether the block structure helped (c < a), i.e. whether refining x can pay off.
+fn block_bound(g: &Mat<f64>, x: &Col<f64>, fro: f64) -> (f64, bool) {
     let n = g.nrows();
     let xx: f64 = x.iter().map(|v| v * v).sum();
     if xx == 0.0 {
-        return fro;
+        return (fro, false);
     }
     let xn = xx.sqrt();
     let u = x * (1.0 / xn);
@@ -318,7 +321,21 @@ fn block_bound(g: &Mat<f64>, x: &Col<f64>, fro: f64) -> f64 {
     let (a, r, c) = (a + delta, r + 2.0 * delta, up(c * (1.0 + gamma(n * n + 2)) + 4.0 * delta + 16.0 * U * fro));
     let half = up((a + c) / 2.0);
     let disc = up((up(((a - c) / 2.0).powi(2)) + up(r * r)).sqrt());
-    up(half + disc).min(fro)
+    // The readout is effective once c < a: then a sharper x tightens it further.
+    (up(half + disc).min(fro), c < a - 2.0 * delta)
+}
+
+/// `steps` normalized multiplications of x by G.
+fn power_steps(g: &Mat<f64>, mut x: Col<f64>, steps: usize) -> Col<f64> {
+    for _ in 0..steps {
+        let y = g * &x;
+        let n = y.norm_l2();
+        if n == 0.0 || !n.is_finite() {
+            break;
+        }
+        x = y * (1.0 / n);
+    }
+    x
 }
 
 /// Dominant column of G, refined by a few multiplications with G.
@@ -330,16 +347,7 @@ fn refined_column(g: &Mat<f64>, steps: usize) -> Col<f64> {
             ni.total_cmp(&nj)
         })
         .unwrap_or(0);
-    let mut x: Col<f64> = g.col(best).to_owned();
-    for _ in 0..steps {
-        let y = g * &x;
-        let n = y.norm_l2();
-        if n == 0.0 || !n.is_finite() {
-            break;
-        }
-        x = y * (1.0 / n);
-    }
-    x
+    power_steps(g, g.col(best).to_owned(), steps)
 }
 
 /// `gram`: certified Gram iteration. With `opts.iters` it runs that many Gram products;
@@ -380,14 +388,34 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
         let mut scaled_in_place = false;
         // The readout costs a few passes over G and only succeeds once the top eigenvalue carries
         // most of the Frobenius norm, so iterates before that skip it (this affects speed only).
-        if last || concentration >= 0.6 {
+        if last || concentration >= 0.3 {
             scale_in_place(&mut g, pow2(-e));
             scaled_in_place = true;
-            let x = refined_column(&g, 2);
-            let top = block_bound(&g, &x, fro_gs);
-            let upper = up(chain_back(&levels, top) * pow2(e0));
-            let lower = scaled.lower(&x, fro_a, e0).min(upper);
-            let bracket = Bracket { lower, upper, method: "gram", iters: t };
+            let readout = |x: &Col<f64>| {
+                let (top, effective) = block_bound(&g, x, fro_gs);
+                let upper = up(chain_back(&levels, top) * pow2(e0));
+                (Bracket { lower: scaled.lower(x, fro_a, e0).min(upper), upper, method: "gram", iters: t }, effective)
+            };
+            let mut x = refined_column(&g, 2);
+            let (mut bracket, effective) = readout(&x);
+            // Once the block readout works, a sharper vector (a few products with G, O(n^2)
+            // each) narrows the bracket far more cheaply than another Gram product (O(n^3)).
+            for _ in 0..3 {
+                if !effective || opts.iters.is_some() || bracket.relative_width() < tol {
+                    break;
+                }
+                x = power_steps(&g, x, 3);
+                let (sharper, _) = readout(&x);
+                let improved = sharper.relative_width() < 0.5 * bracket.relative_width();
+                bracket = Bracket {
+                    lower: bracket.lower.max(sharper.lower),
+                    upper: bracket.upper.min(sharper.upper),
+                    ..sharper
+                };
+                if !improved {
+                    break;
+                }
+            }
             let width = bracket.relative_width();
             // Past the rounding floor the width stops shrinking: return the best bracket.
             let stalled = opts.iters.is_none() && width > 0.5 * best_width && t > 3;
