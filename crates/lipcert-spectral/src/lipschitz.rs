@@ -253,6 +253,8 @@ pub fn jacobian_lower(net: &Network, norm: Norm, search: &Search) -> (f64, Vec<f
     let (m, n) = (net.output_len(), net.input_len());
     let (starts, steps) = (search.starts, search.steps);
     let mut rng = Rng::new(search.seed);
+    // A separate stream for the slope ascent keeps the hill climbing reproducible on its own.
+    let mut slope_rng = Rng::new(search.seed ^ 0x51_09e5);
     let eval = |x: &[f64]| -> f64 { net.jacobian(x).map(|(_, j)| jacobian_norm(&j, m, n, norm)).unwrap_or(0.0) };
     let mut points: Vec<Vec<f64>> = search.points.clone();
     for s in 0..starts {
@@ -274,8 +276,60 @@ pub fn jacobian_lower(net: &Network, norm: Norm, search: &Search) -> (f64, Vec<f
         if value > best.0 {
             best = (value, x);
         }
+        if norm == Norm::L2 {
+            // ReLU networks have piecewise-constant Jacobians: also climb the slope between
+            // two points, whose gradient is informative everywhere.
+            let (ratio, y) = ratio_ascent(net, &start, steps, &mut slope_rng);
+            let at_y = eval(&y);
+            if ratio.max(at_y) > best.0 {
+                best = (ratio.max(at_y), y);
+            }
+        }
     }
     (down(best.0 * (1.0 - JACOBIAN_ROUNDING_ALLOWANCE)), best.1)
+}
+
+fn l2(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Gradient ascent on the slope R(y) = ||f(y) - f(x)|| / ||y - x|| over y (the ratio of
+/// thesis eq. 2.3): every pair gives L >= R, so the best slope found is a lower bound once the
+/// rounding of the two forward passes is subtracted. Returns (best slope, its point y).
+fn ratio_ascent(net: &Network, x: &[f64], steps: usize, rng: &mut Rng) -> (f64, Vec<f64>) {
+    let Ok(fx) = net.forward(x, 1) else { return (0.0, x.to_vec()) };
+    let n = x.len();
+    let dir: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+    let dn = l2(&dir).max(f64::MIN_POSITIVE);
+    let mut y: Vec<f64> = x.iter().zip(&dir).map(|(a, d)| a + 0.1 * d / dn).collect();
+    let mut best = (0.0, y.clone());
+    for _ in 0..steps.max(1) {
+        let Ok(trace) = net.trace(&y, 1) else { break };
+        let fy = trace.output(net).to_vec();
+        let df: Vec<f64> = fy.iter().zip(&fx).map(|(a, b)| a - b).collect();
+        let d: Vec<f64> = y.iter().zip(x).map(|(a, b)| a - b).collect();
+        let (num, den) = (l2(&df), l2(&d));
+        if den == 0.0 {
+            break;
+        }
+        // The outputs carry a relative rounding of about FORWARD_ROUNDING_ALLOWANCE each.
+        let scale = fx.iter().chain(&fy).fold(1.0f64, |m, v| m.max(v.abs()));
+        let slope = (num - 2.0 * FORWARD_ROUNDING_ALLOWANCE * scale * (df.len() as f64).sqrt()).max(0.0) / den;
+        if slope > best.0 {
+            best = (slope, y.clone());
+        }
+        // d/dy of |df|^2 / |d|^2 = 2 (J^T df |d|^2 - |df|^2 d) / |d|^4.
+        let Ok(grads) = net.vjp(&trace, &df, false) else { break };
+        let grad: Vec<f64> = grads.input.iter().zip(&d).map(|(g, di)| g * den * den - num * num * di).collect();
+        let gn = l2(&grad);
+        if gn == 0.0 || !gn.is_finite() {
+            break;
+        }
+        for (yi, gi) in y.iter_mut().zip(&grad) {
+            *yi += 0.3 * den * gi / gn;
+        }
+    }
+    best
 }
 
 /// Full analysis: per-layer constants, the composed upper bound, and the search lower bound.

@@ -243,7 +243,8 @@ fn resolve_shape(target: &[i64], input: &[usize], allow_zero: bool) -> std::resu
 
 fn normalize_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
-    if a < 0 || a as usize >= rank.max(1) && !(rank == 0 && a == 0) {
+    // A scalar (rank 0) accepts axis 0, as ONNX's Gather and Concat on scalars do.
+    if a < 0 || a as usize >= rank.max(1) {
         return Err(format!("axis {axis} is out of range for rank {rank}"));
     }
     Ok(a as usize)
