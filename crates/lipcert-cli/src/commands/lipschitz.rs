@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     print!("{}", table(&["#", "node", "op", "lower (certified)", "upper (certified)"], &rows));
     println!("global upper: graph composition of the layer bounds (products; sums at residual adds)");
-    println!("global lower: largest Jacobian norm found ({} starts x {} steps)", args.starts, args.steps);
+    println!("global lower: largest Jacobian norm or slope found ({} starts x {} steps)", args.starts, args.steps);
     if let Some(e) = estimate {
         println!("architecture estimate (paper 002 Prop. 5, NOT a bound): {e:.6}");
     }
