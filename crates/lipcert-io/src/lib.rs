@@ -2,6 +2,8 @@
 
 pub mod npy;
 pub mod onnx;
+#[doc(hidden)]
+pub mod testing;
 
 pub use npy::{DType, NpyArray, NpyError};
 pub use onnx::{export_bytes, export_file, import_bytes, import_file, ExportPrecision, ImportError, Imported};

@@ -3,20 +3,10 @@
 use lipcert_io::onnx::proto::*;
 use lipcert_io::{import_bytes, import_file};
 use prost::Message;
-use std::path::PathBuf;
 
 fn mnist() -> Option<Vec<u8>> {
-    let shared = std::env::var_os("LIPCERT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let p = shared.join("benchmarks/vnncomp2021/mnistfc/mnist-net_256x2.onnx");
-    match std::fs::read(&p) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            println!("SKIPPED: {} not found", p.display());
-            None
-        }
-    }
+    let p = lipcert_io::testing::benchmarks_dir()?.join("mnistfc/mnist-net_256x2.onnx");
+    std::fs::read(p).ok()
 }
 
 /// A one-node model y = Relu(x) (or the given operator) on a [1, 4] input.

@@ -7,14 +7,7 @@ use lipcert_io::{export_bytes, import_bytes, import_file, ExportPrecision};
 use std::path::PathBuf;
 
 fn benchmark_models() -> Vec<PathBuf> {
-    let shared = std::env::var_os("LIPCERT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = shared.join("benchmarks/vnncomp2021");
-    if !dir.is_dir() {
-        println!("SKIPPED: benchmark networks not found at {}", dir.display());
-        return vec![];
-    }
+    let Some(dir) = lipcert_io::testing::benchmarks_dir() else { return vec![] };
     let mut out = vec![];
     let mut stack = vec![dir];
     while let Some(d) = stack.pop() {

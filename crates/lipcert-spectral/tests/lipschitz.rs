@@ -6,25 +6,11 @@ use faer::MatRef;
 use lipcert_core::random::random_network;
 use lipcert_core::{Activation, Network, Rng};
 use lipcert_spectral::lipschitz::{activation_lipschitz, network_lipschitz, pair_constants, radii, Norm, Search};
-use std::path::PathBuf;
 
 fn norm_of(v: &[f64], norm: Norm) -> f64 {
     match norm {
         Norm::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
         Norm::Inf => v.iter().fold(0.0, |m, x| m.max(x.abs())),
-    }
-}
-
-fn shared() -> Option<PathBuf> {
-    let s = std::env::var_os("LIPCERT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let d = s.join("benchmarks/vnncomp2021");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        println!("SKIPPED: benchmark networks not found at {}", d.display());
-        None
     }
 }
 
@@ -55,7 +41,7 @@ fn upper_bound_is_never_exceeded_on_random_networks() {
 
 #[test]
 fn product_bound_of_mnist_256x2_equals_product_of_exact_norms() {
-    let Some(dir) = shared() else { return };
+    let Some(dir) = lipcert_io::testing::benchmarks_dir() else { return };
     let net = lipcert_io::import_file(&dir.join("mnistfc/mnist-net_256x2.onnx")).unwrap().network;
     let lip = network_lipschitz(&net, Norm::L2, &Search { starts: 1, steps: 1, seed: 0, points: vec![] });
     let mut product = 1.0;
@@ -70,7 +56,7 @@ fn product_bound_of_mnist_256x2_equals_product_of_exact_norms() {
 
 #[test]
 fn lower_is_below_upper_on_every_benchmark_network() {
-    let Some(dir) = shared() else { return };
+    let Some(dir) = lipcert_io::testing::benchmarks_dir() else { return };
     let mut models = vec![];
     for cat in std::fs::read_dir(&dir).unwrap() {
         let mut stack = vec![cat.unwrap().path()];

@@ -9,17 +9,9 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-/// ../shared/benchmarks/vnncomp2021 beside the repository (or $LIPCERT_SHARED/benchmarks/...).
-/// None, with the reason printed, when it is absent.
+/// The shared benchmark networks (None, with the reason printed, when absent).
 pub fn benchmarks() -> Option<PathBuf> {
-    let shared = std::env::var_os("LIPCERT_SHARED").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
-    let dir = shared.join("benchmarks/vnncomp2021");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: benchmark networks not found at {} (set LIPCERT_SHARED)", dir.display());
-        None
-    }
+    lipcert_io::testing::benchmarks_dir()
 }
 
 /// Whether the onnxruntime oracle (python3 + onnxruntime + numpy) is available. Under CI
