@@ -33,6 +33,8 @@ enum Command {
     Lipschitz(commands::lipschitz::Args),
     /// Certified accuracy on a data set (Lipschitz-margin radii).
     Certify(commands::certify::Args),
+    /// Certified bounds on the outputs over an input box (interval bound propagation).
+    Bounds(commands::bounds::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Spectral(a) => commands::spectral::run(a),
         Command::Lipschitz(a) => commands::lipschitz::run(a),
         Command::Certify(a) => commands::certify::run(a),
+        Command::Bounds(a) => commands::bounds::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

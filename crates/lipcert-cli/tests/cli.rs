@@ -285,3 +285,41 @@ fn lipschitz_and_certify_follow_the_contract() {
     let short = write_npy(&dir, "short.npy", vec![4], DType::I64);
     assert!(fails(&["certify", model, "--data", &x, "--labels", &short, "--eps", "0.1"]).contains("4 labels"));
 }
+
+#[test]
+fn bounds_contain_evaluated_points_and_follow_the_contract() {
+    let dir = tempdir("cli-bounds");
+    let model = demo_path();
+    let model = model.to_str().unwrap();
+    let mut rng = lipcert_core::Rng::new(3);
+    let centre: Vec<f64> = (0..144).map(|_| rng.uniform()).collect();
+    let lo: Vec<f64> = centre.iter().map(|c| c - 0.02).collect();
+    let hi: Vec<f64> = centre.iter().map(|c| c + 0.02).collect();
+    let (lp, hp) = (dir.join("lo.npy"), dir.join("hi.npy"));
+    NpyArray::new(vec![144], lo.clone(), DType::F64).write(&lp).unwrap();
+    NpyArray::new(vec![144], hi.clone(), DType::F64).write(&hp).unwrap();
+    let out = lipcert_ok(&["bounds", model, "--box", lp.to_str().unwrap(), hp.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "ibp");
+    assert!(v["spec_lower"].is_null() && v["time_s"].is_f64());
+    let (lower, upper): (Vec<f64>, Vec<f64>) = (
+        v["lower"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+        v["upper"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+    );
+    // Points of the box (corners and the centre) evaluate inside the bounds.
+    let points: Vec<f64> = [lo, hi, centre].concat();
+    let x = dir.join("x.npy");
+    NpyArray::new(vec![3, 144], points, DType::F64).write(&x).unwrap();
+    let y = dir.join("y.npy");
+    lipcert_ok(&["eval", model, "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    for row in NpyArray::read(&y).unwrap().data.chunks(3) {
+        for (i, val) in row.iter().enumerate() {
+            assert!(lower[i] <= *val && *val <= upper[i], "output {i}: {val} outside [{}, {}]", lower[i], upper[i]);
+        }
+    }
+    let short = write_npy(&dir, "short.npy", vec![10], DType::F64);
+    let e = fails(&["bounds", model, "--box", &short, hp.to_str().unwrap()]);
+    assert!(e.contains("short.npy") && e.contains("144"), "{e}");
+    let e = fails(&["bounds", model, "--box", hp.to_str().unwrap(), lp.to_str().unwrap()]);
+    assert!(e.contains("empty"), "{e}");
+}

@@ -1,3 +1,4 @@
+pub mod bounds;
 pub mod certify;
 pub mod eval;
 pub mod export;
