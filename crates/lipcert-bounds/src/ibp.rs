@@ -34,7 +34,7 @@ impl Interval {
         Interval { lo, hi }
     }
 
-    fn center_radius(&self) -> (Vec<f64>, Vec<f64>) {
+    pub fn center_radius(&self) -> (Vec<f64>, Vec<f64>) {
         let c = self.lo.iter().zip(&self.hi).map(|(l, h)| 0.5 * l + 0.5 * h).collect::<Vec<_>>();
         // r >= every |x - c| on the box, rounded up.
         let r =
@@ -237,4 +237,46 @@ pub fn ibp(net: &Network, input: Interval) -> Result<Vec<Interval>, GraphError> 
         values.push(out);
     }
     Ok(values)
+}
+
+/// Certified lower bounds on f_label(x) - f_j(x) for every class j over the input box
+/// (+inf for j = label). When the output node is a dense layer, the margins are bounded
+/// through its row differences (the interval hull of (w_y - w_j) z + b_y - b_j over the
+/// layer's input box), which is tighter than subtracting output bounds; otherwise the output
+/// bounds are subtracted.
+pub fn ibp_margins(net: &Network, input: Interval, label: usize) -> Result<Vec<f64>, GraphError> {
+    let m = net.output_len();
+    if label >= m {
+        return Err(GraphError::Data(format!("label {label} is not below the {m} outputs")));
+    }
+    let values = ibp(net, input)?;
+    let last = net.output.checked_sub(1).map(|k| &net.nodes[k]);
+    let mut margins = vec![f64::INFINITY; m];
+    match last.map(|n| (&n.op, n.inputs[0])) {
+        Some((Op::Dense(d), z)) if d.out_features == m => {
+            let (c, r) = values[z].center_radius();
+            let n = d.in_features;
+            let row = |i: usize| &d.weight[i * n..(i + 1) * n];
+            for (j, margin) in margins.iter_mut().enumerate().filter(|(j, _)| *j != label) {
+                let (mut centre, mut spread, mut mag) =
+                    (d.bias[label] - d.bias[j], 0.0, d.bias[label].abs() + d.bias[j].abs());
+                for ((wy, wj), (ci, ri)) in row(label).iter().zip(row(j)).zip(c.iter().zip(&r)) {
+                    let w = wy - wj;
+                    centre += w * ci;
+                    spread += w.abs() * ri;
+                    mag += (wy.abs() + wj.abs()) * (ci.abs() + ri);
+                }
+                // The row difference, the dot products and the sums all round: 2 gamma(n + 3) mag.
+                *margin = centre - spread - 2.0 * gamma(n + 3) * mag - TINY;
+            }
+        }
+        _ => {
+            let out = &values[net.output];
+            for (j, margin) in margins.iter_mut().enumerate().filter(|(j, _)| *j != label) {
+                let d = out.lo[label] - out.hi[j];
+                *margin = d - 2.0 * U * (out.lo[label].abs() + out.hi[j].abs()) - TINY;
+            }
+        }
+    }
+    Ok(margins)
 }

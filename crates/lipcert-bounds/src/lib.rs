@@ -3,4 +3,4 @@
 
 pub mod ibp;
 
-pub use ibp::{ibp, Interval};
+pub use ibp::{ibp, ibp_margins, Interval};

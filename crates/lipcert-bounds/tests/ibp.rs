@@ -70,3 +70,36 @@ fn malformed_boxes_are_errors() {
     assert!(ibp(&net, Interval::new(lo, vec![0.0; n])).unwrap_err().to_string().contains("bound 3"));
     assert!(ibp(&net, Interval::new(vec![f64::NAN; n], vec![0.0; n])).is_err());
 }
+
+#[test]
+fn margin_bounds_hold_and_beat_subtracted_output_bounds() {
+    use lipcert_bounds::ibp_margins;
+    let mut rng = Rng::new(9);
+    for case in 0..8 {
+        let net = random_network(&mut rng);
+        let n = net.input_len();
+        let c: Vec<f64> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+        let eps = 0.02;
+        let (lo, hi): (Vec<f64>, Vec<f64>) = (c.iter().map(|v| v - eps).collect(), c.iter().map(|v| v + eps).collect());
+        let label = case % 3;
+        let margins = ibp_margins(&net, Interval::new(lo.clone(), hi.clone()), label).unwrap();
+        let out = &ibp(&net, Interval::new(lo.clone(), hi.clone())).unwrap()[net.output];
+        for _ in 0..3000 {
+            let x: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| (l + rng.uniform() * (h - l)).clamp(*l, *h)).collect();
+            let y = net.forward(&x, 1).unwrap();
+            for j in 0..3 {
+                if j != label {
+                    assert!(
+                        margins[j] <= y[label] - y[j],
+                        "case {case}: margin bound {} > {}",
+                        margins[j],
+                        y[label] - y[j]
+                    );
+                }
+            }
+        }
+        for j in (0..3).filter(|&j| j != label) {
+            assert!(margins[j] >= out.lo[label] - out.hi[j] - 1e-12, "the spec bound must not be looser");
+        }
+    }
+}

@@ -323,3 +323,45 @@ fn bounds_contain_evaluated_points_and_follow_the_contract() {
     let e = fails(&["bounds", model, "--box", hp.to_str().unwrap(), lp.to_str().unwrap()]);
     assert!(e.contains("empty"), "{e}");
 }
+
+#[test]
+fn certify_with_ibp_reports_certified_accuracy() {
+    let dir = tempdir("cli-certify-ibp");
+    let model = demo_path();
+    let model = model.to_str().unwrap();
+    let x = write_npy(&dir, "x.npy", vec![4, 144], DType::F64);
+    let logits = dir.join("logits.npy");
+    lipcert_ok(&["eval", model, "--input", &x, "--output", logits.to_str().unwrap()]);
+    let labels: Vec<f64> = NpyArray::read(&logits)
+        .unwrap()
+        .data
+        .chunks(3)
+        .map(|r| (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as f64)
+        .collect();
+    let y = dir.join("y.npy");
+    NpyArray::new(vec![4], labels, DType::I64).write(&y).unwrap();
+    let run = |eps: &str| -> serde_json::Value {
+        let out = lipcert_ok(&[
+            "certify",
+            model,
+            "--data",
+            &x,
+            "--labels",
+            y.to_str().unwrap(),
+            "--eps",
+            eps,
+            "--norm",
+            "inf",
+            "--method",
+            "ibp",
+            "--json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    // At eps 0 the box is a point: every correctly classified sample with a positive margin certifies.
+    let zero = run("0");
+    assert_eq!(zero["certified_accuracy"]["ibp"], 1.0, "{zero}");
+    let wide = run("10");
+    assert_eq!(wide["certified_accuracy"]["ibp"], 0.0, "{wide}");
+    assert_eq!(wide["per_sample"].as_array().unwrap().len(), 4);
+}

@@ -2,6 +2,7 @@ use crate::commands::lipschitz::NormArg;
 use crate::render::{print_json, table};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
+use lipcert_bounds::{ibp_margins, Interval};
 use lipcert_io::NpyArray;
 use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, radii, Search};
 use serde_json::json;
@@ -22,7 +23,8 @@ pub struct Args {
     eps: f64,
     #[arg(long, value_enum, default_value = "2")]
     norm: NormArg,
-    /// Certification method (bound propagation methods arrive with their own issue).
+    /// Certification method: Lipschitz-margin radii, or interval bound propagation over the
+    /// l_inf box of radius eps (which encloses the l2 ball for --norm 2). CROWN comes next.
     #[arg(long, value_enum, default_value = "lipschitz")]
     method: MethodArg,
     #[arg(long, default_value_t = 0)]
@@ -34,6 +36,7 @@ pub struct Args {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MethodArg {
     Lipschitz,
+    Ibp,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,56 +68,95 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
         bail!("{}: sample {} holds a NaN or infinite value", args.data.display(), i / len);
     }
-    // The constants are per network; the seeded search for the lower bound starts at the data.
-    let seeds: Vec<Vec<f64>> = x.data.chunks(len).take(8).map(|r| r.to_vec()).collect();
-    let lip =
-        network_lipschitz(net, args.norm.norm(), &Search { starts: 8, steps: 20, seed: args.seed, points: seeds });
-    let pairs = pair_constants(net, &lip);
+    let f = net.forward(&x.data, n)?;
+    let predicted: Vec<usize> =
+        f.chunks(classes).map(|r| (0..classes).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap_or(0)).collect();
+    let correct = predicted.iter().zip(&y.data).filter(|(p, &l)| **p == l as usize).count();
+    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
     let bar = if n > 256 { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));
-    let f = net.forward(&x.data, n)?;
-    let per_sample: Vec<_> = f
-        .chunks(classes)
-        .zip(&y.data)
-        .map(|(out, &label)| {
-            bar.inc(1);
-            radii(out, label as usize, &lip, pairs.as_deref())
-        })
-        .collect();
-    bar.finish_and_clear();
-    let correct = per_sample.iter().zip(&y.data).filter(|(r, &l)| r.predicted == l as usize).count();
-    let cert_global = per_sample.iter().filter(|r| r.global > args.eps).count();
-    let cert_pair = per_sample.iter().filter(|r| r.pair > args.eps).count();
-    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    if args.json {
-        let samples: Vec<_> = per_sample
-            .iter()
-            .zip(&y.data)
-            .map(|(r, &l)| {
-                json!({"label": l as usize, "predicted": r.predicted, "margin": r.margin,
-                       "radius_global": r.global, "radius_pair": r.pair, "certified": r.pair > args.eps})
-            })
-            .collect();
-        return print_json(&json!({
-            "samples": n, "eps": args.eps, "norm": args.norm.norm().name(),
-            "clean_accuracy": frac(correct),
-            "certified_accuracy": {"lipschitz": frac(cert_pair), "lipschitz_global": frac(cert_global)},
-            "lipschitz": {"upper": lip.upper, "lower": lip.lower},
-            "per_sample": samples,
-        }));
+    let norm = args.norm.norm().name();
+    match args.method {
+        MethodArg::Lipschitz => {
+            // The constants are per network; the seeded search for the lower bound starts at the data.
+            let seeds: Vec<Vec<f64>> = x.data.chunks(len).take(8).map(|r| r.to_vec()).collect();
+            let lip = network_lipschitz(
+                net,
+                args.norm.norm(),
+                &Search { starts: 8, steps: 20, seed: args.seed, points: seeds },
+            );
+            let pairs = pair_constants(net, &lip);
+            let per_sample: Vec<_> = f
+                .chunks(classes)
+                .zip(&y.data)
+                .map(|(out, &label)| {
+                    bar.inc(1);
+                    radii(out, label as usize, &lip, pairs.as_deref())
+                })
+                .collect();
+            bar.finish_and_clear();
+            let cert_global = per_sample.iter().filter(|r| r.global > args.eps).count();
+            let cert_pair = per_sample.iter().filter(|r| r.pair > args.eps).count();
+            if args.json {
+                let samples: Vec<_> = per_sample
+                    .iter()
+                    .zip(&y.data)
+                    .map(|(r, &l)| {
+                        json!({"label": l as usize, "predicted": r.predicted, "margin": r.margin,
+                               "radius_global": r.global, "radius_pair": r.pair, "certified": r.pair > args.eps})
+                    })
+                    .collect();
+                return print_json(&json!({
+                    "samples": n, "eps": args.eps, "norm": norm, "method": "lipschitz",
+                    "clean_accuracy": frac(correct),
+                    "certified_accuracy": {"lipschitz": frac(cert_pair), "lipschitz_global": frac(cert_global)},
+                    "lipschitz": {"upper": lip.upper, "lower": lip.lower},
+                    "per_sample": samples,
+                }));
+            }
+            println!(
+                "{n} samples, eps {} in the l_{norm} norm; network Lipschitz constant in [{:.6}, {:.6}]",
+                args.eps, lip.lower, lip.upper
+            );
+            let rows = vec![
+                vec!["clean".into(), format!("{:.4}", frac(correct)), correct.to_string()],
+                vec!["lipschitz (global margin)".into(), format!("{:.4}", frac(cert_global)), cert_global.to_string()],
+                vec!["lipschitz (class pairs)".into(), format!("{:.4}", frac(cert_pair)), cert_pair.to_string()],
+            ];
+            print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
+        }
+        MethodArg::Ibp => {
+            // The l_inf box of radius eps contains the l2 ball of radius eps too.
+            let mut per_sample = Vec::with_capacity(n);
+            for ((row, &label), &pred) in x.data.chunks(len).zip(&y.data).zip(&predicted) {
+                let lo: Vec<f64> = row.iter().map(|v| v - args.eps).collect();
+                let hi: Vec<f64> = row.iter().map(|v| v + args.eps).collect();
+                let margins = ibp_margins(net, Interval::new(lo, hi), label as usize)?;
+                let worst = margins.iter().cloned().fold(f64::INFINITY, f64::min);
+                per_sample.push((label as usize, pred, worst, pred == label as usize && worst > 0.0));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let certified = per_sample.iter().filter(|s| s.3).count();
+            if args.json {
+                let samples: Vec<_> = per_sample
+                    .iter()
+                    .map(|(l, p, m, c)| json!({"label": l, "predicted": p, "ibp_margin_lower": m, "certified": c}))
+                    .collect();
+                return print_json(&json!({
+                    "samples": n, "eps": args.eps, "norm": norm, "method": "ibp",
+                    "clean_accuracy": frac(correct),
+                    "certified_accuracy": {"ibp": frac(certified)},
+                    "per_sample": samples,
+                }));
+            }
+            println!("{n} samples, eps {} in the l_{norm} norm (interval bound propagation)", args.eps);
+            let rows = vec![
+                vec!["clean".into(), format!("{:.4}", frac(correct)), correct.to_string()],
+                vec!["ibp".into(), format!("{:.4}", frac(certified)), certified.to_string()],
+            ];
+            print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
+        }
     }
-    println!(
-        "{n} samples, eps {} in the l_{} norm; network Lipschitz constant in [{:.6}, {:.6}]",
-        args.eps,
-        args.norm.norm().name(),
-        lip.lower,
-        lip.upper
-    );
-    let rows = vec![
-        vec!["clean".into(), format!("{:.4}", frac(correct)), correct.to_string()],
-        vec!["lipschitz (global margin)".into(), format!("{:.4}", frac(cert_global)), cert_global.to_string()],
-        vec!["lipschitz (class pairs)".into(), format!("{:.4}", frac(cert_pair)), cert_pair.to_string()],
-    ];
-    print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
     Ok(())
 }
