@@ -11,16 +11,11 @@
 use lipcert_core::kernels::{
     avgpool_forward, conv_forward, dense_forward, maxpool_forward, pad_scatter_index, transpose_gather_index,
 };
+use lipcert_core::rounding::{gamma, U};
 use lipcert_core::{Activation, Conv2d, Dense, GraphError, Network, Op};
 
-const U: f64 = f64::EPSILON / 2.0;
 /// Absolute slack that covers gradual underflow.
 const TINY: f64 = 1e-300;
-
-fn gamma(k: usize) -> f64 {
-    let ku = k as f64 * U;
-    ku / (1.0 - ku)
-}
 
 /// Elementwise bounds lo <= v <= hi of one value (per-sample length).
 #[derive(Clone, Debug, PartialEq)]

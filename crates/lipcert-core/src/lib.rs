@@ -9,6 +9,7 @@ pub mod graph;
 pub mod kernels;
 pub mod random;
 pub mod rng;
+pub mod rounding;
 pub mod simplify;
 
 pub use error::GraphError;

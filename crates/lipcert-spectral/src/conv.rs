@@ -19,9 +19,9 @@
 //!   and refined by power iteration on the real operator.
 
 use crate::dense::{self, Bracket, Method, Options};
-use crate::rounding::{down, gamma, up, U};
 use faer::Mat;
 use lipcert_core::kernels::{conv_backward, conv_forward};
+use lipcert_core::rounding::{down, gamma, up, U};
 use lipcert_core::{Conv2d, Rng};
 use rayon::prelude::*;
 use std::f64::consts::TAU;
@@ -543,20 +543,20 @@ pub fn toeplitz_bound(op: &ConvOperator, iters: usize) -> Result<f64, String> {
     if max == 0.0 {
         return Ok(0.0);
     }
-    let e0 = crate::rounding::exponent(max);
-    kernel.data.iter_mut().for_each(|v| *v *= crate::rounding::pow2(-e0));
+    let e0 = lipcert_core::rounding::exponent(max);
+    kernel.data.iter_mut().for_each(|v| *v *= lipcert_core::rounding::pow2(-e0));
     let mut levels = vec![];
     for _ in 0..iters {
         let (row, col) = kernel.abs_row_col();
         let product_error = up(gamma(kernel.c_out * kernel.kh * kernel.kw + 2) * row * col) + 1e-300;
         let mut next = kernel.gram();
         let m = next.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let e = if m > 0.0 { crate::rounding::exponent(m) } else { 0 };
-        next.data.iter_mut().for_each(|v| *v *= crate::rounding::pow2(-e));
+        let e = if m > 0.0 { lipcert_core::rounding::exponent(m) } else { 0 };
+        next.data.iter_mut().for_each(|v| *v *= lipcert_core::rounding::pow2(-e));
         levels.push(dense::Level { product_error, next_exponent: e });
         kernel = next;
     }
     let (row, col) = kernel.abs_row_col();
     let top = up((row * col).sqrt());
-    Ok(up(dense::chain_back(&levels, top) * crate::rounding::pow2(e0)))
+    Ok(up(dense::chain_back(&levels, top) * lipcert_core::rounding::pow2(e0)))
 }

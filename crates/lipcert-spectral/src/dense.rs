@@ -12,10 +12,10 @@
 //!   error accounted for); falls back to `gram` when the requested width is below what the
 //!   Cholesky certificate can resolve.
 
-use crate::rounding::{down, exponent, frobenius_upper, gamma, pow2, up, U};
 use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::linalg::solvers::Solve;
 use faer::{Accum, Col, Mat, MatRef, Par, Side};
+use lipcert_core::rounding::{down, exponent, frobenius_upper, gamma, pow2, up, U};
 use lipcert_core::Rng;
 
 /// How a bracket was computed.

@@ -6,7 +6,6 @@
 pub mod conv;
 pub mod dense;
 pub mod lipschitz;
-pub mod rounding;
 
 pub use conv::{conv_norm, ConvOperator, Padding};
 pub use dense::{spectral_norm, Bracket, Method, Options};

@@ -5,9 +5,9 @@
 
 use crate::conv::{conv_norm, ConvOperator, Padding};
 use crate::dense::{self, Method, Options};
-use crate::rounding::{down, gamma, up};
 use faer::MatRef;
 use lipcert_core::kernels::{avgpool_divisors, for_each_window};
+use lipcert_core::rounding::{down, gamma, up};
 use lipcert_core::{Activation, Conv2d, Dense, Network, Op, Pool2d, Rng};
 
 /// The norm on inputs and outputs.

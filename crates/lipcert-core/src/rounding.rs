@@ -1,4 +1,5 @@
-//! Floating-point error bounds used to keep certified quantities certified after rounding.
+//! Floating-point error bounds used to keep certified quantities certified after rounding,
+//! shared by every analysis (spectral norms, Lipschitz bounds, bound propagation).
 //!
 //! Model: IEEE f64 with round-to-nearest, unit roundoff u = 2^-53. A sum of k products,
 //! in any order and with or without FMA, is within gamma(k) * sum |a_i b_i| of the exact value
