@@ -1,6 +1,7 @@
 //! lipcert-io: ONNX import and export, and NumPy .npy files.
 
 pub mod npy;
+pub mod vnnlib;
 pub mod onnx;
 #[doc(hidden)]
 pub mod testing;

@@ -1,0 +1,1 @@
+//! Adversarial attacks (FGSM, PGD): the upper side of robustness.
