@@ -109,8 +109,11 @@ impl InputSet {
             InputSet::Box(b) => x.iter().zip(&b.lo).zip(&b.hi).all(|((v, l), h)| l <= v && v <= h),
             InputSet::L2Ball { center, radius, domain } => {
                 let norm2 = x.iter().zip(center).map(|(v, c)| (v - c) * (v - c)).sum::<f64>();
-                norm2.sqrt() <= *radius
-                    && domain.as_ref().map_or(true, |d| x.iter().zip(&d.lo).zip(&d.hi).all(|((v, l), h)| l <= v && v <= h))
+                let in_domain = match domain {
+                    Some(d) => x.iter().zip(&d.lo).zip(&d.hi).all(|((v, l), h)| l <= v && v <= h),
+                    None => true,
+                };
+                norm2.sqrt() <= *radius && in_domain
             }
         }
     }
