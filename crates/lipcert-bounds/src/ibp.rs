@@ -13,9 +13,10 @@ use lipcert_core::kernels::{
 };
 use lipcert_core::rounding::{gamma, U};
 use lipcert_core::{Activation, Conv2d, Dense, GraphError, Network, Op};
+use std::sync::OnceLock;
 
 /// Absolute slack that covers gradual underflow.
-const TINY: f64 = 1e-300;
+pub(crate) const TINY: f64 = 1e-300;
 
 /// Elementwise bounds lo <= v <= hi of one value (per-sample length).
 #[derive(Clone, Debug, PartialEq)]
@@ -46,12 +47,12 @@ impl Interval {
 }
 
 /// |W| with bias |b| (`with_bias`) or 0.
-fn abs_dense(d: &Dense, with_bias: bool) -> Dense {
+pub(crate) fn abs_dense(d: &Dense, with_bias: bool) -> Dense {
     let bias = if with_bias { d.bias.iter().map(|b| b.abs()).collect() } else { vec![0.0; d.out_features] };
     Dense { weight: d.weight.iter().map(|w| w.abs()).collect(), bias, ..d.clone() }
 }
 
-fn abs_conv(c: &Conv2d, with_bias: bool) -> Conv2d {
+pub(crate) fn abs_conv(c: &Conv2d, with_bias: bool) -> Conv2d {
     let bias = if with_bias { c.bias.iter().map(|b| b.abs()).collect() } else { vec![0.0; c.out_channels] };
     Conv2d { weight: c.weight.iter().map(|w| w.abs()).collect(), bias, ..c.clone() }
 }
@@ -80,54 +81,67 @@ fn linear(
 
 /// The GELU minimum: x* ~ -0.7518 where Phi(x) + x phi(x) = 0, and GELU(x*) (rounded down).
 fn gelu_min(tanh_approx: bool) -> (f64, f64) {
-    let g = Activation::Gelu { tanh_approx };
-    // Bisection on the derivative over [-1.5, -0.3], where it changes sign once.
-    let (mut a, mut b) = (-1.5f64, -0.3f64);
-    for _ in 0..200 {
-        let m = 0.5 * (a + b);
-        if g.derivative(m) < 0.0 {
-            a = m;
-        } else {
-            b = m;
+    static CACHE: [OnceLock<(f64, f64)>; 2] = [OnceLock::new(), OnceLock::new()];
+    *CACHE[tanh_approx as usize].get_or_init(|| {
+        let g = Activation::Gelu { tanh_approx };
+        // Bisection on the derivative over [-1.5, -0.3], where it changes sign once.
+        let (mut a, mut b) = (-1.5f64, -0.3f64);
+        for _ in 0..200 {
+            let m = 0.5 * (a + b);
+            if g.derivative(m) < 0.0 {
+                a = m;
+            } else {
+                b = m;
+            }
         }
-    }
-    let x = 0.5 * (a + b);
-    // Near the minimum the function is flat: a tiny margin covers the bracket and rounding.
-    (x, g.apply(x) - 1e-12)
+        let x = 0.5 * (a + b);
+        // Near the minimum the function is flat: a tiny margin covers the bracket and rounding.
+        (x, g.apply(x) - 1e-12)
+    })
 }
 
-fn activation(a: Activation, x: &Interval) -> Interval {
-    let n = x.lo.len();
-    let (mut lo, mut hi) = (Vec::with_capacity(n), Vec::with_capacity(n));
+/// Certified range of activation `a` over [l, h].
+pub(crate) fn activation_range(a: Activation, l: f64, h: f64) -> (f64, f64) {
     let monotone = match a {
         Activation::LeakyRelu { alpha } | Activation::Elu { alpha } => alpha >= 0.0,
         Activation::Gelu { .. } => false,
         _ => true,
     };
-    let gmin = if let Activation::Gelu { tanh_approx } = a { Some(gelu_min(tanh_approx)) } else { None };
-    for (&l, &h) in x.lo.iter().zip(&x.hi) {
-        let (fl, fh) = (a.apply(l), a.apply(h));
-        if monotone {
-            lo.push(fl);
-            hi.push(fh);
-        } else if let Some((xm, vm)) = gmin {
-            // GELU decreases left of x* and increases right of it.
-            lo.push(if l <= xm && xm <= h { vm } else { fl.min(fh) });
-            hi.push(fl.max(fh));
-        } else {
-            // LeakyReLU/ELU with a negative slope: V-shaped with its minimum (0) at 0.
-            lo.push(if l <= 0.0 && 0.0 <= h { 0.0f64.min(fl).min(fh) } else { fl.min(fh) });
-            hi.push(fl.max(fh));
-        }
-    }
+    let (fl, fh) = (a.apply(l), a.apply(h));
+    let (lo, hi) = if monotone {
+        (fl, fh)
+    } else if let Activation::Gelu { tanh_approx } = a {
+        // GELU decreases left of x* and increases right of it.
+        let (xm, vm) = gelu_min(tanh_approx);
+        (if l <= xm && xm <= h { vm } else { fl.min(fh) }, fl.max(fh))
+    } else {
+        // LeakyReLU/ELU with a negative slope: V-shaped with its minimum (0) at 0.
+        (if l <= 0.0 && 0.0 <= h { 0.0f64.min(fl).min(fh) } else { fl.min(fh) }, fl.max(fh))
+    };
     // libm's exp/tanh/erfc are within a few ulps: widen by a few ulps of each value.
-    let slack: Vec<f64> = lo.iter().zip(&hi).map(|(l, h): (&f64, &f64)| 4.0 * U * l.abs().max(h.abs())).collect();
-    Interval::widened(lo, hi, &slack)
+    let slack = 4.0 * U * lo.abs().max(hi.abs());
+    (lo - slack - 4.0 * U * lo.abs() - TINY, hi + slack + 4.0 * U * hi.abs() + TINY)
+}
+
+fn activation(a: Activation, x: &Interval) -> Interval {
+    let (lo, hi) = x.lo.iter().zip(&x.hi).map(|(&l, &h)| activation_range(a, l, h)).unzip();
+    Interval { lo, hi }
 }
 
 /// IBP through the whole network for one input box; returns the bounds of every value
 /// (index = value id; value 0 is the input box itself).
 pub fn ibp(net: &Network, input: Interval) -> Result<Vec<Interval>, GraphError> {
+    check_box(net, &input)?;
+    let mut values = vec![input];
+    for k in 0..net.nodes.len() {
+        let out = ibp_node(net, k, &values);
+        values.push(out);
+    }
+    Ok(values)
+}
+
+/// Checks an input box against the network's input length.
+pub(crate) fn check_box(net: &Network, input: &Interval) -> Result<(), GraphError> {
     let len = net.input_len();
     if input.lo.len() != len || input.hi.len() != len {
         return Err(GraphError::Data(format!(
@@ -144,12 +158,18 @@ pub fn ibp(net: &Network, input: Interval) -> Result<Vec<Interval>, GraphError> 
             input.lo[i], input.hi[i]
         )));
     }
-    let mut values = vec![input];
-    for (k, node) in net.nodes.iter().enumerate() {
-        let x = &values[node.inputs[0]];
-        let in_shape = &net.shapes[node.inputs[0]];
-        let out_shape = &net.shapes[k + 1];
-        let out = match &node.op {
+    Ok(())
+}
+
+/// One IBP step: the bounds of node `k`'s output from the bounds `values` of every earlier
+/// value (index = value id).
+pub fn ibp_node(net: &Network, k: usize, values: &[Interval]) -> Interval {
+    let node = &net.nodes[k];
+    let x = &values[node.inputs[0]];
+    let in_shape = &net.shapes[node.inputs[0]];
+    let out_shape = &net.shapes[k + 1];
+    {
+        match &node.op {
             Op::Dense(d) => {
                 let rows = x.lo.len() / d.in_features;
                 let (abs, mag) = (abs_dense(d, false), abs_dense(d, true));
@@ -228,50 +248,76 @@ pub fn ibp(net: &Network, input: Interval) -> Result<Vec<Interval>, GraphError> 
                 let index = transpose_gather_index(in_shape, perm);
                 Interval::new(index.iter().map(|&i| x.lo[i]).collect(), index.iter().map(|&i| x.hi[i]).collect())
             }
-        };
-        values.push(out);
+        }
     }
-    Ok(values)
 }
 
 /// Certified lower bounds on f_label(x) - f_j(x) for every class j over the input box
-/// (+inf for j = label). When the output node is a dense layer, the margins are bounded
-/// through its row differences (the interval hull of (w_y - w_j) z + b_y - b_j over the
-/// layer's input box), which is tighter than subtracting output bounds; otherwise the output
-/// bounds are subtracted.
+/// (+inf for j = label), through `ibp_spec` (the last dense layer's row differences).
 pub fn ibp_margins(net: &Network, input: Interval, label: usize) -> Result<Vec<f64>, GraphError> {
     let m = net.output_len();
     if label >= m {
         return Err(GraphError::Data(format!("label {label} is not below the {m} outputs")));
     }
     let values = ibp(net, input)?;
+    let spec: Vec<Vec<f64>> = (0..m)
+        .map(|j| {
+            let mut c = vec![0.0; m];
+            c[label] += 1.0;
+            c[j] -= 1.0;
+            c
+        })
+        .collect();
+    let mut margins = ibp_spec(net, &values, &spec);
+    margins[label] = f64::INFINITY;
+    Ok(margins)
+}
+
+/// IBP bounds of specification rows: when the output node is dense, c is merged into it and
+/// the merged row is bounded over its input box (tighter than combining output bounds).
+pub fn ibp_spec(net: &Network, values: &[Interval], spec: &[Vec<f64>]) -> Vec<f64> {
     let last = net.output.checked_sub(1).map(|k| &net.nodes[k]);
-    let mut margins = vec![f64::INFINITY; m];
     match last.map(|n| (&n.op, n.inputs[0])) {
-        Some((Op::Dense(d), z)) if d.out_features == m => {
+        Some((Op::Dense(d), z)) if d.out_features == net.output_len() => {
             let (c, r) = values[z].center_radius();
             let n = d.in_features;
-            let row = |i: usize| &d.weight[i * n..(i + 1) * n];
-            for (j, margin) in margins.iter_mut().enumerate().filter(|(j, _)| *j != label) {
-                let (mut centre, mut spread, mut mag) =
-                    (d.bias[label] - d.bias[j], 0.0, d.bias[label].abs() + d.bias[j].abs());
-                for ((wy, wj), (ci, ri)) in row(label).iter().zip(row(j)).zip(c.iter().zip(&r)) {
-                    let w = wy - wj;
-                    centre += w * ci;
-                    spread += w.abs() * ri;
-                    mag += (wy.abs() + wj.abs()) * (ci.abs() + ri);
-                }
-                // The row difference, the dot products and the sums all round: 2 gamma(n + 3) mag.
-                *margin = centre - spread - 2.0 * gamma(n + 3) * mag - TINY;
-            }
+            spec.iter()
+                .map(|row| {
+                    let (mut w, mut wmag) = (vec![0.0; n], vec![0.0; n]);
+                    let (mut centre, mut mag) = (0.0, 0.0);
+                    for (o, &co) in row.iter().enumerate().filter(|(_, co)| **co != 0.0) {
+                        let wr = &d.weight[o * n..(o + 1) * n];
+                        for i in 0..n {
+                            w[i] += co * wr[i];
+                            wmag[i] += (co * wr[i]).abs();
+                        }
+                        centre += co * d.bias[o];
+                        mag += (co * d.bias[o]).abs();
+                    }
+                    let mut spread = 0.0;
+                    for i in 0..n {
+                        centre += w[i] * c[i];
+                        spread += w[i].abs() * r[i];
+                        mag += wmag[i] * (c[i].abs() + r[i]);
+                    }
+                    // Merging, the dot products and the sums all round.
+                    centre - spread - 2.0 * gamma(n + row.len() + 3) * mag - TINY
+                })
+                .collect()
         }
         _ => {
             let out = &values[net.output];
-            for (j, margin) in margins.iter_mut().enumerate().filter(|(j, _)| *j != label) {
-                let d = out.lo[label] - out.hi[j];
-                *margin = d - 2.0 * U * (out.lo[label].abs() + out.hi[j].abs()) - TINY;
-            }
+            spec.iter()
+                .map(|row| {
+                    let (mut v, mut mag) = (0.0, 0.0);
+                    for (j, &cj) in row.iter().enumerate() {
+                        let t = if cj >= 0.0 { cj * out.lo[j] } else { cj * out.hi[j] };
+                        v += t;
+                        mag += t.abs();
+                    }
+                    v - gamma(row.len() + 2) * mag - TINY
+                })
+                .collect()
         }
     }
-    Ok(margins)
 }

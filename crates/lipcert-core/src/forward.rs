@@ -180,13 +180,36 @@ impl Network {
         Ok(Trace { n, values })
     }
 
+    /// Output of node `k` for a batch of `n` (any node type; the inputs are its input values).
+    pub fn eval_node_batch(&self, k: usize, inputs: &[&[f64]], n: usize) -> Vec<f64> {
+        self.eval_node(&self.nodes[k], k + 1, inputs, n)
+    }
+
     /// Gradients of node `k`'s inputs from the gradient `gy` of its output.
     fn node_vjp(&self, node: &Node, out: ValueId, trace: &Trace, gy: &[f64]) -> Vec<Vec<f64>> {
-        let n = trace.n;
         let x = trace.values[node.inputs[0]].as_slice();
         let in_shape = &self.shapes[node.inputs[0]];
         let out_shape = &self.shapes[out];
-        let single = |g: Vec<f64>| vec![g];
+        let n = trace.n;
+        match &node.op {
+            Op::Activation(a) => vec![x.iter().zip(gy).map(|(&v, &g)| g * a.derivative(v)).collect()],
+            Op::MaxPool(p) => {
+                let (lead, ch, hw) = spatial(in_shape);
+                vec![kernels::maxpool_backward(p, x, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]])]
+            }
+            _ => self.linear_vjp(out - 1, gy, n).expect("linear node"),
+        }
+    }
+
+    /// Transpose of a linear node (every node except activations and max pooling) applied to
+    /// `n` rows `gy` of its output's length: one gradient per input (None for nonlinear nodes).
+    /// The bias is not involved: this is the adjoint of the linear part.
+    pub fn linear_vjp(&self, k: usize, gy: &[f64], n: usize) -> Option<Vec<Vec<f64>>> {
+        let node = &self.nodes[k];
+        let out = k + 1;
+        let in_shape = &self.shapes[node.inputs[0]];
+        let out_shape = &self.shapes[out];
+        let single = |g: Vec<f64>| Some(vec![g]);
         match &node.op {
             Op::Dense(d) => single(kernels::dense_backward(d, gy, gy.len() / d.out_features)),
             Op::Conv2d(c) => {
@@ -202,15 +225,11 @@ impl Network {
                 }
                 single(g)
             }
-            Op::Activation(a) => single(x.iter().zip(gy).map(|(&v, &g)| g * a.derivative(v)).collect()),
-            Op::Add => vec![gy.to_vec(), gy.to_vec()],
+            Op::Activation(_) | Op::MaxPool(_) => None,
+            Op::Add => Some(vec![gy.to_vec(), gy.to_vec()]),
             Op::AvgPool(p) => {
                 let (lead, ch, hw) = spatial(in_shape);
                 single(kernels::avgpool_backward(p, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]]))
-            }
-            Op::MaxPool(p) => {
-                let (lead, ch, hw) = spatial(in_shape);
-                single(kernels::maxpool_backward(p, x, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]]))
             }
             Op::Pad { pads, .. } => {
                 let index = kernels::pad_scatter_index(in_shape, pads);

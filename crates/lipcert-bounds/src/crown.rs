@@ -1,0 +1,670 @@
+//! CROWN and alpha-CROWN: backward linear bound propagation (Zhang et al. 2018; Xu et al. 2021).
+//!
+//! To bound a row `a . v` of some value v from below, the row is carried backward through the
+//! graph: through a linear node it becomes `(a W) . x + a . b`; through a nonlinear node each
+//! coefficient picks the relaxation line that keeps the inequality (the lower line where the
+//! coefficient is >= 0, the upper line where it is < 0); at the input the linear function is
+//! minimized over the input set. Relaxations need bounds on the nonlinear node's input, which
+//! come from the same procedure run on every earlier pre-activation value ("intermediate
+//! bounds"). The three variants differ only there (see docs/GUARANTEES.md):
+//! - `crown-pure`: every intermediate bound by CROWN alone (the textbook algorithm);
+//! - `crown` (default): the IBP step from the previous (already tightened) bounds, intersected
+//!   with CROWN for every neuron the IBP step leaves unstable (ReLU-like inputs; all neurons for
+//!   smooth activations and max pooling);
+//! - `alpha-crown`: `crown`'s intermediate bounds, then the lower slopes of the unstable
+//!   ReLU-like neurons are optimized per output row by projected Adam ascent on the bound.
+//!
+//! Rounding: every step of the backward pass adds its worst-case rounding error (gamma(k) times
+//! the magnitudes, using the IBP enclosure of each value) to a per-row error term that is
+//! subtracted at the end, so the returned lower bounds hold for the exact network.
+
+use crate::ibp::{abs_conv, abs_dense, check_box, ibp_node, ibp_spec, Interval, TINY};
+use crate::input_set::InputSet;
+use crate::relax::{relax_activation, relax_max, MaxRelaxed, Relaxed};
+use lipcert_core::kernels::{avgpool_forward, conv_forward, dense_forward, for_each_window, pad_scatter_index};
+use lipcert_core::rounding::{gamma, U};
+use lipcert_core::{Activation, GraphError, Network, Op, ValueId};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Ibp,
+    CrownPure,
+    Crown,
+    AlphaCrown,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ibp => "ibp",
+            Method::CrownPure => "crown-pure",
+            Method::Crown => "crown",
+            Method::AlphaCrown => "alpha-crown",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// alpha-CROWN: projected Adam steps on the slopes.
+    pub alpha_iterations: usize,
+    /// alpha-CROWN: Adam learning rate.
+    pub alpha_lr: f64,
+    /// Rows carried backward together (memory is rows x the largest value length).
+    pub block_rows: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { alpha_iterations: 20, alpha_lr: 0.1, block_rows: 64 }
+    }
+}
+
+/// Certified bounds on the network's outputs and on linear specifications over an input set.
+#[derive(Clone, Debug)]
+pub struct Bounds {
+    pub method: Method,
+    /// Per output element.
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    /// Per specification row c: a lower bound of c . y.
+    pub spec_lower: Vec<f64>,
+}
+
+/// Bounds of the outputs and of `spec` rows (each of the output's length) over `set`.
+pub fn bound(
+    net: &Network,
+    set: &InputSet,
+    spec: &[Vec<f64>],
+    method: Method,
+    opts: &Options,
+) -> Result<Bounds, GraphError> {
+    let out_len = net.output_len();
+    if let Some((i, c)) = spec.iter().enumerate().find(|(_, c)| c.len() != out_len || c.iter().any(|v| !v.is_finite()))
+    {
+        return Err(GraphError::Data(format!(
+            "specification row {i} has {} finite coefficients, expected {out_len}",
+            c.iter().filter(|v| v.is_finite()).count()
+        )));
+    }
+    let engine = Engine::new(net, set, method, opts)?;
+    if method == Method::Ibp {
+        let out = &engine.enclosure[net.output];
+        return Ok(Bounds {
+            method,
+            lower: out.lo.clone(),
+            upper: out.hi.clone(),
+            spec_lower: ibp_spec(net, &engine.enclosure, spec),
+        });
+    }
+    // Rows: the specification, then +e_j and -e_j for every output.
+    let mut rows: Vec<Vec<f64>> = spec.to_vec();
+    for sign in [1.0, -1.0] {
+        for j in 0..out_len {
+            let mut r = vec![0.0; out_len];
+            r[j] = sign;
+            rows.push(r);
+        }
+    }
+    let lower = engine.lower_rows(net.output, &rows, method == Method::AlphaCrown);
+    let m = spec.len();
+    let out = &engine.enclosure[net.output];
+    Ok(Bounds {
+        method,
+        // Both enclosures are sound: keep the tighter side.
+        lower: (0..out_len).map(|j| lower[m + j].max(out.lo[j])).collect(),
+        upper: (0..out_len).map(|j| (-lower[m + out_len + j]).min(out.hi[j])).collect(),
+        spec_lower: lower[..m].to_vec(),
+    })
+}
+
+/// Certified lower bounds of y_label - y_j for every class j (+inf at j = label).
+pub fn margins(
+    net: &Network,
+    set: &InputSet,
+    label: usize,
+    method: Method,
+    opts: &Options,
+) -> Result<Vec<f64>, GraphError> {
+    let m = net.output_len();
+    if label >= m {
+        return Err(GraphError::Data(format!("label {label} is not below the {m} outputs")));
+    }
+    let others: Vec<usize> = (0..m).filter(|&j| j != label).collect();
+    let spec: Vec<Vec<f64>> = others
+        .iter()
+        .map(|&j| {
+            let mut c = vec![0.0; m];
+            c[label] = 1.0;
+            c[j] = -1.0;
+            c
+        })
+        .collect();
+    let b = bound(net, set, &spec, method, opts)?;
+    let mut out = vec![f64::INFINITY; m];
+    for (&j, v) in others.iter().zip(b.spec_lower) {
+        out[j] = v;
+    }
+    Ok(out)
+}
+
+enum Relax {
+    Elementwise(Vec<Relaxed>),
+    Max(Vec<MaxRelaxed>),
+}
+
+/// Per-node, per-row lower slopes for alpha-CROWN (`[rows, node input length]`).
+type Slopes = Vec<Option<Vec<f64>>>;
+
+struct Engine<'a> {
+    net: &'a Network,
+    set: &'a InputSet,
+    opts: &'a Options,
+    /// Sound elementwise bounds of every value.
+    enclosure: Vec<Interval>,
+    /// max |v| over the enclosure, per value (rounding-error magnitudes).
+    mag: Vec<Vec<f64>>,
+    relax: Vec<Option<Relax>>,
+    /// Linear nodes: the bias over the output value, if any.
+    bias: Vec<Option<Vec<f64>>>,
+    /// Linear nodes: per output element, the factor that bounds one backward step's rounding.
+    lin_err: Vec<Option<Vec<f64>>>,
+}
+
+/// Result of one backward pass over a block of rows.
+struct Backward {
+    lower: Vec<f64>,
+    /// Coefficients on the input, `[rows, input_len]`.
+    input: Vec<f64>,
+    /// Coefficients on each nonlinear node's output (only when recording).
+    recorded: Vec<Option<Vec<f64>>>,
+}
+
+fn is_nonlinear(op: &Op) -> bool {
+    matches!(op, Op::Activation(_) | Op::MaxPool(_))
+}
+
+fn is_piecewise_linear(op: &Op) -> bool {
+    matches!(op, Op::Activation(Activation::Relu) | Op::Activation(Activation::LeakyRelu { .. }))
+}
+
+impl<'a> Engine<'a> {
+    fn new(net: &'a Network, set: &'a InputSet, method: Method, opts: &'a Options) -> Result<Self, GraphError> {
+        let len = net.input_len();
+        if set.len() != len {
+            return Err(GraphError::Data(format!("the input set has {} elements, expected {len}", set.len())));
+        }
+        if let InputSet::L2Ball { center, .. } = set {
+            if center.iter().any(|v| !v.is_finite()) {
+                return Err(GraphError::Data("the l2 ball's center is not finite".into()));
+            }
+        }
+        let input_box = set.bounding_box();
+        check_box(net, &input_box)?;
+        let nodes = net.nodes.len();
+        let mag0 = input_box.lo.iter().zip(&input_box.hi).map(|(l, h)| l.abs().max(h.abs())).collect();
+        let mut e = Engine {
+            net,
+            set,
+            opts,
+            enclosure: vec![input_box],
+            mag: vec![mag0],
+            relax: (0..nodes).map(|_| None).collect(),
+            bias: vec![None; nodes],
+            lin_err: vec![None; nodes],
+        };
+        // Which values feed a nonlinear node, and whether all such consumers are piecewise linear.
+        let mut feeds = vec![(false, true); net.shapes.len()];
+        for node in &net.nodes {
+            if is_nonlinear(&node.op) {
+                let f = &mut feeds[node.inputs[0]];
+                f.0 = true;
+                f.1 &= is_piecewise_linear(&node.op);
+            }
+        }
+        // crown-pure relaxes with CROWN-only bounds; the others with the enclosure.
+        let mut pure_bounds: Vec<Option<Interval>> = vec![None; net.shapes.len()];
+        for k in 0..nodes {
+            let node = &net.nodes[k];
+            if method == Method::Ibp {
+                e.enclosure.push(ibp_node(net, k, &e.enclosure));
+                continue;
+            }
+            if is_nonlinear(&node.op) {
+                let src = pure_bounds[node.inputs[0]].as_ref().unwrap_or(&e.enclosure[node.inputs[0]]);
+                e.relax[k] = Some(e.relaxation(k, src));
+            } else {
+                e.prepare_linear(k);
+            }
+            let mut b = ibp_node(net, k, &e.enclosure);
+            let v = k + 1;
+            if feeds[v].0 {
+                let select: Vec<usize> = if method != Method::CrownPure && feeds[v].1 {
+                    (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0).collect()
+                } else {
+                    (0..b.lo.len()).collect()
+                };
+                let (lo, hi) = e.crown_bounds(v, &select);
+                let mut pure = Interval::new(vec![f64::NEG_INFINITY; b.lo.len()], vec![f64::INFINITY; b.lo.len()]);
+                for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
+                    b.lo[j] = b.lo[j].max(l);
+                    b.hi[j] = b.hi[j].min(h);
+                    pure.lo[j] = l;
+                    pure.hi[j] = h;
+                }
+                if method == Method::CrownPure {
+                    pure_bounds[v] = Some(pure);
+                }
+            }
+            e.mag.push(b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect());
+            e.enclosure.push(b);
+        }
+        Ok(e)
+    }
+
+    fn relaxation(&self, k: usize, x: &Interval) -> Relax {
+        let net = self.net;
+        let node = &net.nodes[k];
+        match &node.op {
+            Op::Activation(a) => {
+                Relax::Elementwise(x.lo.iter().zip(&x.hi).map(|(&l, &u)| relax_activation(*a, l, u)).collect())
+            }
+            Op::MaxPool(p) => {
+                let (s, o) = (&net.shapes[node.inputs[0]], &net.shapes[k + 1]);
+                let (planes, hw, ohw) = (s[0] * s[1], [s[2], s[3]], [o[2], o[3]]);
+                let mut windows: Vec<Vec<usize>> = vec![Vec::new(); ohw[0] * ohw[1]];
+                for_each_window(p, hw, ohw, |out, inp| windows[out].push(inp));
+                let mut rel = Vec::with_capacity(planes * windows.len());
+                for plane in 0..planes {
+                    for w in &windows {
+                        let idx: Vec<usize> = w.iter().map(|i| plane * hw[0] * hw[1] + i).collect();
+                        rel.push(relax_max(&idx, &x.lo, &x.hi));
+                    }
+                }
+                Relax::Max(rel)
+            }
+            _ => unreachable!("not a nonlinear node"),
+        }
+    }
+
+    /// The bias over the output and the rounding factors of a linear node's backward step:
+    /// gamma(terms) |W| |x| for the coefficient product and gamma(len) |b| for the bias dot.
+    fn prepare_linear(&mut self, k: usize) {
+        let net = self.net;
+        let node = &net.nodes[k];
+        let x = &self.mag[node.inputs[0]];
+        let (s, o) = (&net.shapes[node.inputs[0]], &net.shapes[k + 1]);
+        let len_out = net.value_len(k + 1);
+        let gb = gamma(len_out + 2);
+        let (bias, err): (Option<Vec<f64>>, Option<Vec<f64>>) = match &node.op {
+            Op::Dense(d) => {
+                let rows = x.len() / d.in_features;
+                let bias: Vec<f64> = (0..rows).flat_map(|_| d.bias.iter().copied()).collect();
+                let g = gamma(d.out_features + 2);
+                let w = dense_forward(&abs_dense(d, false), x, rows);
+                (Some(bias.clone()), Some(w.iter().zip(&bias).map(|(w, b)| g * w + gb * b.abs()).collect()))
+            }
+            Op::Conv2d(c) => {
+                let spatial = o[2] * o[3];
+                let bias: Vec<f64> =
+                    (0..o[0]).flat_map(|_| c.bias.iter().flat_map(|&b| std::iter::repeat_n(b, spatial))).collect();
+                let g = gamma(c.out_channels / c.groups * c.kernel[0] * c.kernel[1] + 2);
+                let w = conv_forward(&abs_conv(c, false), x, s[0], [s[2], s[3]], [o[2], o[3]]);
+                (Some(bias.clone()), Some(w.iter().zip(&bias).map(|(w, b)| g * w + gb * b.abs()).collect()))
+            }
+            Op::Affine { scale, shift } => (
+                Some(shift.clone()),
+                Some(x.iter().zip(scale).zip(shift).map(|((x, a), b)| gamma(2) * a.abs() * x + gb * b.abs()).collect()),
+            ),
+            Op::AvgPool(p) => {
+                let g = gamma(p.kernel[0] * p.kernel[1] + 3);
+                let w = avgpool_forward(p, x, s[0] * s[1], [s[2], s[3]], [o[2], o[3]]);
+                (None, Some(w.iter().map(|w| g * w).collect()))
+            }
+            Op::Pad { pads, value } if *value != 0.0 => {
+                let mut bias = vec![*value; len_out];
+                for i in pad_scatter_index(s, pads) {
+                    bias[i] = 0.0;
+                }
+                let err = bias.iter().map(|b| gb * b.abs()).collect();
+                (Some(bias), Some(err))
+            }
+            _ => (None, None),
+        };
+        self.bias[k] = bias;
+        self.lin_err[k] = err;
+    }
+
+    /// CROWN lower and upper bounds of the selected elements of value `v`.
+    fn crown_bounds(&self, v: ValueId, select: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        let len = self.net.value_len(v);
+        let block = self.opts.block_rows.max(1);
+        let results: Vec<(Vec<f64>, Vec<f64>)> = select
+            .par_chunks(block.div_ceil(2).max(1))
+            .map(|chunk| {
+                let m = 2 * chunk.len();
+                let mut rows = vec![0.0; m * len];
+                for (i, &j) in chunk.iter().enumerate() {
+                    rows[i * len + j] = 1.0;
+                    rows[(chunk.len() + i) * len + j] = -1.0;
+                }
+                let low = self.backward(v, rows, m, None, false).lower;
+                let (l, u) = low.split_at(chunk.len());
+                (l.to_vec(), u.iter().map(|x| -x).collect())
+            })
+            .collect();
+        let mut lo = Vec::with_capacity(select.len());
+        let mut hi = Vec::with_capacity(select.len());
+        for (l, h) in results {
+            lo.extend(l);
+            hi.extend(h);
+        }
+        (lo, hi)
+    }
+
+    /// Lower bounds of `rows . v` (optionally optimized by alpha-CROWN), in blocks in parallel.
+    fn lower_rows(&self, v: ValueId, rows: &[Vec<f64>], optimize: bool) -> Vec<f64> {
+        let block = self.opts.block_rows.max(1);
+        let parts: Vec<Vec<f64>> = rows
+            .par_chunks(block)
+            .map(|chunk| {
+                let flat: Vec<f64> = chunk.iter().flatten().copied().collect();
+                if optimize {
+                    self.alpha_optimize(v, flat, chunk.len())
+                } else {
+                    self.backward(v, flat, chunk.len(), None, false).lower
+                }
+            })
+            .collect();
+        parts.concat()
+    }
+
+    /// One backward pass of `m` rows from value `start` to the input.
+    fn backward(&self, start: ValueId, rows: Vec<f64>, m: usize, alpha: Option<&Slopes>, record: bool) -> Backward {
+        let net = self.net;
+        let mut coef: Vec<Option<Vec<f64>>> = vec![None; start + 1];
+        coef[start] = Some(rows);
+        let mut bias = vec![0.0f64; m];
+        let mut err = vec![0.0f64; m];
+        let mut recorded: Vec<Option<Vec<f64>>> = vec![None; net.nodes.len()];
+        for k in (0..start).rev() {
+            let Some(a) = coef[k + 1].take() else {
+                continue;
+            };
+            let node = &net.nodes[k];
+            let len_out = a.len() / m;
+            let len_in = net.value_len(node.inputs[0]);
+            let x_mag = &self.mag[node.inputs[0]];
+            let grads: Vec<Vec<f64>> = match &self.relax[k] {
+                Some(Relax::Elementwise(rel)) => {
+                    let slopes = alpha.and_then(|s| s[k].as_ref());
+                    let mut g = vec![0.0; a.len()];
+                    for i in 0..m {
+                        let row = &a[i * len_out..(i + 1) * len_out];
+                        let out = &mut g[i * len_out..(i + 1) * len_out];
+                        let al = slopes.map(|s| &s[i * len_out..(i + 1) * len_out]);
+                        let (mut b, mut e) = (0.0f64, 0.0f64);
+                        for j in 0..len_out {
+                            let c = row[j];
+                            if c == 0.0 {
+                                continue;
+                            }
+                            let r = &rel[j];
+                            let (s, t) = if c > 0.0 {
+                                let s = match (al, r.alpha_range) {
+                                    (Some(al), Some(_)) => al[j],
+                                    _ => r.lines.ls,
+                                };
+                                (s, r.lines.lb)
+                            } else {
+                                (r.lines.us, r.lines.ub)
+                            };
+                            out[j] = c * s;
+                            b += c * t;
+                            e += c.abs() * (s.abs() * x_mag[j] + t.abs());
+                        }
+                        err[i] += gamma(len_out + 2) * e + U * (bias[i].abs() + b.abs());
+                        bias[i] += b;
+                    }
+                    if record {
+                        recorded[k] = Some(a);
+                    }
+                    vec![g]
+                }
+                Some(Relax::Max(rel)) => {
+                    let mut g = vec![0.0; m * len_in];
+                    for i in 0..m {
+                        let gi = &mut g[i * len_in..(i + 1) * len_in];
+                        let (mut b, mut e) = (0.0f64, 0.0f64);
+                        for (j, r) in rel.iter().enumerate() {
+                            let c = a[i * len_out + j];
+                            if c > 0.0 {
+                                gi[r.lower_src] += c;
+                                e += c * x_mag[r.lower_src];
+                            } else if c < 0.0 {
+                                match r.upper_src {
+                                    Some(s) => {
+                                        gi[s] += c;
+                                        e += -c * x_mag[s];
+                                    }
+                                    None => {
+                                        b += c * r.upper_const;
+                                        e += (c * r.upper_const).abs();
+                                    }
+                                }
+                            }
+                        }
+                        err[i] += gamma(len_out + 2) * e + U * (bias[i].abs() + b.abs());
+                        bias[i] += b;
+                    }
+                    if record {
+                        recorded[k] = Some(a);
+                    }
+                    vec![g]
+                }
+                None => {
+                    for i in 0..m {
+                        let row = &a[i * len_out..(i + 1) * len_out];
+                        if let Some(le) = &self.lin_err[k] {
+                            err[i] += row.iter().zip(le).map(|(c, e)| c.abs() * e).sum::<f64>();
+                        }
+                        if let Some(bv) = &self.bias[k] {
+                            let b: f64 = row.iter().zip(bv).map(|(c, b)| c * b).sum();
+                            err[i] += U * (bias[i].abs() + b.abs());
+                            bias[i] += b;
+                        }
+                    }
+                    net.linear_vjp(k, &a, m).expect("a node without relaxation is linear")
+                }
+            };
+            for (&v, g) in node.inputs.iter().zip(grads) {
+                match &mut coef[v] {
+                    Some(acc) => {
+                        // Summing two paths rounds: u (|acc| + |g|) |v|.
+                        let len_v = acc.len() / m;
+                        for i in 0..m {
+                            let (ar, gr) = (&mut acc[i * len_v..(i + 1) * len_v], &g[i * len_v..(i + 1) * len_v]);
+                            let mut e = 0.0;
+                            for ((x, y), mv) in ar.iter_mut().zip(gr).zip(&self.mag[v]) {
+                                e += (x.abs() + y.abs()) * mv;
+                                *x += y;
+                            }
+                            err[i] += U * e;
+                        }
+                    }
+                    slot @ None => *slot = Some(g),
+                }
+            }
+        }
+        let input = coef[0].take().unwrap_or_else(|| vec![0.0; m * net.input_len()]);
+        let lower = self.concretize(&input, m, &bias, &err);
+        Backward { lower, input, recorded }
+    }
+
+    /// min over the input set of a_i . x + bias_i, minus every accumulated rounding error.
+    fn concretize(&self, a: &[f64], m: usize, bias: &[f64], err: &[f64]) -> Vec<f64> {
+        let len = self.net.input_len();
+        (0..m)
+            .map(|i| {
+                let row = &a[i * len..(i + 1) * len];
+                let (value, mag) = match self.set {
+                    InputSet::Box(b) => {
+                        let (c, r) = b.center_radius();
+                        let (mut v, mut mag) = (bias[i], bias[i].abs());
+                        for ((a, c), r) in row.iter().zip(&c).zip(&r) {
+                            v += a * c - a.abs() * r;
+                            mag += a.abs() * (c.abs() + r);
+                        }
+                        (v, gamma(2 * len + 3) * mag)
+                    }
+                    InputSet::L2Ball { center, radius, .. } => {
+                        let (mut v, mut mag, mut sq) = (bias[i], bias[i].abs(), 0.0);
+                        for (a, c) in row.iter().zip(center) {
+                            v += a * c;
+                            mag += (a * c).abs();
+                            sq += a * a;
+                        }
+                        let norm = sq.sqrt() * (1.0 + gamma(len + 4));
+                        (v - radius * norm, gamma(len + 3) * (mag + radius * norm))
+                    }
+                };
+                // The error sums themselves round: a relative 1e-10 more covers that.
+                value - (err[i] + mag) * (1.0 + 1e-10) - TINY
+            })
+            .collect()
+    }
+
+    /// alpha-CROWN on one block of rows: projected Adam ascent on the lower slopes of unstable
+    /// ReLU-like neurons, starting from CROWN's slopes; returns the best bound seen per row
+    /// (every iterate is a valid bound, so the maximum is too).
+    fn alpha_optimize(&self, start: ValueId, rows: Vec<f64>, m: usize) -> Vec<f64> {
+        let mut alpha: Slopes = self
+            .relax
+            .iter()
+            .map(|r| match r {
+                Some(Relax::Elementwise(rel)) if rel.iter().any(|r| r.alpha_range.is_some()) => {
+                    Some((0..m).flat_map(|_| rel.iter().map(|r| r.lines.ls)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut first: Slopes = alpha.iter().map(|a| a.as_ref().map(|v| vec![0.0; v.len()])).collect();
+        let mut second = first.clone();
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let mut best = vec![f64::NEG_INFINITY; m];
+        for it in 0..=self.opts.alpha_iterations {
+            let bw = self.backward(start, rows.clone(), m, Some(&alpha), true);
+            for (b, l) in best.iter_mut().zip(&bw.lower) {
+                *b = b.max(*l);
+            }
+            if it == self.opts.alpha_iterations {
+                break;
+            }
+            let values = self.relaxed_forward(start, &bw, &alpha, m);
+            let t = (it + 1) as i32;
+            for k in 0..self.net.nodes.len() {
+                let (Some(al), Some(Relax::Elementwise(rel)), Some(rec)) =
+                    (&mut alpha[k], &self.relax[k], &bw.recorded[k])
+                else {
+                    continue;
+                };
+                let x = &values[self.net.nodes[k].inputs[0]];
+                let (m1, m2) = (first[k].as_mut().unwrap(), second[k].as_mut().unwrap());
+                let len = rel.len();
+                for idx in 0..al.len() {
+                    let Some((lo, hi)) = rel[idx % len].alpha_range else {
+                        continue;
+                    };
+                    // d bound / d slope = coefficient x (value of the pre-activation at the
+                    // minimizer); only where the lower line is in use.
+                    let g = if rec[idx] > 0.0 { rec[idx] * x[idx] } else { 0.0 };
+                    m1[idx] = b1 * m1[idx] + (1.0 - b1) * g;
+                    m2[idx] = b2 * m2[idx] + (1.0 - b2) * g * g;
+                    let mhat = m1[idx] / (1.0 - b1.powi(t));
+                    let vhat = m2[idx] / (1.0 - b2.powi(t));
+                    al[idx] = (al[idx] + self.opts.alpha_lr * mhat / (vhat.sqrt() + eps)).clamp(lo, hi);
+                }
+            }
+        }
+        best
+    }
+
+    /// The relaxed network evaluated at each row's minimizing input: by the envelope
+    /// argument, the bound's derivative with respect to a coefficient on value v is v's value
+    /// here. Linear nodes run as usual; nonlinear ones use the line each row selected.
+    fn relaxed_forward(&self, start: ValueId, bw: &Backward, alpha: &Slopes, m: usize) -> Vec<Vec<f64>> {
+        let net = self.net;
+        let len = net.input_len();
+        let mut x0 = vec![0.0; m * len];
+        for i in 0..m {
+            let a = &bw.input[i * len..(i + 1) * len];
+            let xi = &mut x0[i * len..(i + 1) * len];
+            match self.set {
+                InputSet::Box(b) => {
+                    for j in 0..len {
+                        xi[j] = if a[j] > 0.0 {
+                            b.lo[j]
+                        } else if a[j] < 0.0 {
+                            b.hi[j]
+                        } else {
+                            0.5 * (b.lo[j] + b.hi[j])
+                        };
+                    }
+                }
+                InputSet::L2Ball { center, radius, .. } => {
+                    let norm = a.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    for j in 0..len {
+                        xi[j] = center[j] - if norm > 0.0 { radius * a[j] / norm } else { 0.0 };
+                    }
+                }
+            }
+        }
+        let mut values = vec![x0];
+        for k in 0..start {
+            let node = &net.nodes[k];
+            let x = &values[node.inputs[0]];
+            let y = match (&self.relax[k], &bw.recorded[k]) {
+                (Some(Relax::Elementwise(rel)), rec) => {
+                    let len = rel.len();
+                    (0..x.len())
+                        .map(|idx| {
+                            let r = &rel[idx % len];
+                            let c = rec.as_ref().map_or(1.0, |rec| rec[idx]);
+                            if c > 0.0 {
+                                let s = match (&alpha[k], r.alpha_range) {
+                                    (Some(al), Some(_)) => al[idx],
+                                    _ => r.lines.ls,
+                                };
+                                s * x[idx] + r.lines.lb
+                            } else {
+                                r.lines.us * x[idx] + r.lines.ub
+                            }
+                        })
+                        .collect()
+                }
+                (Some(Relax::Max(rel)), rec) => {
+                    let (len_in, len_out) = (x.len() / m, rel.len());
+                    let mut y = vec![0.0; m * len_out];
+                    for i in 0..m {
+                        for (j, r) in rel.iter().enumerate() {
+                            let c = rec.as_ref().map_or(1.0, |rec| rec[i * len_out + j]);
+                            y[i * len_out + j] = if c > 0.0 {
+                                x[i * len_in + r.lower_src]
+                            } else {
+                                r.upper_src.map_or(r.upper_const, |s| x[i * len_in + s])
+                            };
+                        }
+                    }
+                    y
+                }
+                (None, _) => {
+                    let inputs: Vec<&[f64]> = node.inputs.iter().map(|&v| values[v].as_slice()).collect();
+                    net.eval_node_batch(k, &inputs, m)
+                }
+            };
+            values.push(y);
+        }
+        values
+    }
+}
