@@ -8,3 +8,4 @@ pub mod vnnlib;
 
 pub use npy::{DType, NpyArray, NpyError};
 pub use onnx::{export_bytes, export_file, import_bytes, import_file, ExportPrecision, ImportError, Imported};
+pub use vnnlib::{Case, OutputAtom, Property, VnnlibError};
