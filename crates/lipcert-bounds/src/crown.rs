@@ -110,12 +110,21 @@ pub fn bound(
     let lower = engine.lower_rows(net.output, &rows, method == Method::AlphaCrown);
     let m = spec.len();
     let out = &engine.enclosure[net.output];
+    // Both enclosures are sound: keep the tighter side (except for the textbook crown-pure).
+    let pure = method == Method::CrownPure;
     Ok(Bounds {
         method,
-        // Both enclosures are sound: keep the tighter side.
-        lower: (0..out_len).map(|j| lower[m + j].max(out.lo[j])).collect(),
-        upper: (0..out_len).map(|j| (-lower[m + out_len + j]).min(out.hi[j])).collect(),
-        spec_lower: lower[..m].to_vec(),
+        lower: (0..out_len).map(|j| if pure { lower[m + j] } else { lower[m + j].max(out.lo[j]) }).collect(),
+        upper: (0..out_len)
+            .map(|j| if pure { -lower[m + out_len + j] } else { (-lower[m + out_len + j]).min(out.hi[j]) })
+            .collect(),
+        // crown and alpha-crown also keep IBP's bound where it is tighter; crown-pure stays
+        // the textbook value.
+        spec_lower: if method == Method::CrownPure {
+            lower[..m].to_vec()
+        } else {
+            ibp_spec(net, &engine.enclosure, spec).iter().zip(&lower[..m]).map(|(a, b)| a.max(*b)).collect()
+        },
     })
 }
 
@@ -621,8 +630,7 @@ impl<'a> Engine<'a> {
             }
         }
         let mut values = vec![x0];
-        for k in 0..start {
-            let node = &net.nodes[k];
+        for (k, node) in net.nodes.iter().enumerate().take(start) {
             let x = &values[node.inputs[0]];
             let y = match (&self.relax[k], &bw.recorded[k]) {
                 (Some(Relax::Elementwise(rel)), rec) => {

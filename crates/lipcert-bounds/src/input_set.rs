@@ -75,9 +75,9 @@ impl InputSet {
         }
     }
 
-    /// The point of the set nearest to `x` (exact for boxes; for an l2 ball with a domain,
-    /// the ball projection followed by clipping, which stays in the domain and, since clipping
-    /// towards a box that contains the center never moves away from the center, in the ball).
+    /// Moves `x` into the set: the nearest point for boxes; for an l2 ball, the ball
+    /// projection followed by clipping to the domain (not the exact projection onto the
+    /// intersection), shrunk towards the center until the rounded point is verifiably inside.
     pub fn project(&self, x: &mut [f64]) {
         match self {
             InputSet::Box(b) => {
@@ -86,19 +86,31 @@ impl InputSet {
                 }
             }
             InputSet::L2Ball { center, radius, domain } => {
+                let clip = |x: &mut [f64]| {
+                    if let Some(d) = domain {
+                        for ((v, l), h) in x.iter_mut().zip(&d.lo).zip(&d.hi) {
+                            *v = v.clamp(*l, *h);
+                        }
+                    }
+                };
                 let norm = x.iter().zip(center).map(|(v, c)| (v - c) * (v - c)).sum::<f64>().sqrt();
-                if norm > *radius {
-                    // Shrink slightly more than needed so that rounding keeps the point inside.
-                    let s = radius / norm * (1.0 - 4.0 * f64::EPSILON);
-                    for (v, c) in x.iter_mut().zip(center) {
-                        *v = c + (*v - c) * s;
+                // Rounding can leave c + (x - c) s an ulp outside the ball when |c| >> radius:
+                // shrink a little more each time until the rounded point is inside.
+                let mut s = if norm > *radius { radius / norm } else { 1.0 };
+                let original = x.to_vec();
+                for attempt in 0..40 {
+                    for ((v, o), c) in x.iter_mut().zip(&original).zip(center) {
+                        *v = c + (o - c) * s;
                     }
-                }
-                if let Some(d) = domain {
-                    for ((v, l), h) in x.iter_mut().zip(&d.lo).zip(&d.hi) {
-                        *v = v.clamp(*l, *h);
+                    clip(x);
+                    if self.contains(x) {
+                        return;
                     }
+                    s *= 1.0 - (1e-15 * 4f64.powi(attempt)).min(0.5);
                 }
+                // Last resort: the center, clipped (in the set whenever the domain holds the center).
+                x.copy_from_slice(center);
+                clip(x);
             }
         }
     }

@@ -2,8 +2,12 @@
 //! alpha-CROWN), and attacks that search the same sets for counterexamples.
 
 pub mod attack;
+pub mod crown;
 pub mod ibp;
 pub mod input_set;
+pub mod relax;
 
-pub use ibp::{ibp, ibp_margins, Interval};
+pub use attack::{attack, Atom, AttackOptions, AttackResult, Method as AttackMethod, StepSchedule, Unsafe};
+pub use crown::{bound, margins, Bounds, Method, Options};
+pub use ibp::{ibp, ibp_margins, ibp_spec, Interval};
 pub use input_set::InputSet;

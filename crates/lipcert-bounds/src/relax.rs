@@ -87,7 +87,7 @@ fn relax_smooth(a: Activation, l: f64, u: f64) -> Lines {
     let mid = 0.5 * (l + u);
     // Slope 0: the range itself.
     let mut best = Lines { ls: 0.0, lb: flo, us: 0.0, ub: fhi };
-    if !(width > 0.0) || !width.is_finite() {
+    if width.is_nan() || width <= 0.0 || !width.is_finite() {
         return best;
     }
     let m2 = second_derivative_bound(a);

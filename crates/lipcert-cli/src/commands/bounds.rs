@@ -1,32 +1,54 @@
 use crate::render::{print_json, table};
-use anyhow::bail;
-use lipcert_bounds::{ibp, Interval};
+use anyhow::{bail, Context};
+use lipcert_bounds::{bound, Bounds, InputSet, Interval, Method, Options};
+use lipcert_io::vnnlib::Property;
 use lipcert_io::NpyArray;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// ONNX model.
     model: PathBuf,
+    /// VNN-LIB property: its input box, and a certified lower bound of c.y for every output
+    /// atom c.y <= d (the unsafe side; the atom is refuted when the bound exceeds d).
+    #[arg(long, conflicts_with = "input_box", required_unless_present = "input_box")]
+    vnnlib: Option<PathBuf>,
     /// Input box: two .npy files with the lower and upper bound of every input element
     /// (C order, as for `lipcert eval`).
-    #[arg(long = "box", num_args = 2, value_names = ["LO.npy", "HI.npy"], required = true)]
+    #[arg(long = "box", num_args = 2, value_names = ["LO.npy", "HI.npy"])]
     input_box: Vec<PathBuf>,
-    /// Bound propagation method (CROWN and alpha-CROWN arrive with their issue).
-    #[arg(long, value_enum, default_value = "ibp")]
+    /// Bound propagation method (see docs/GUARANTEES.md).
+    #[arg(long, value_enum, default_value = "crown")]
     method: MethodArg,
+    /// alpha-CROWN: optimization steps.
+    #[arg(long, default_value_t = 20)]
+    alpha_iterations: usize,
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum MethodArg {
+pub enum MethodArg {
     Ibp,
+    Crown,
+    CrownPure,
+    AlphaCrown,
 }
 
-fn read_bound(path: &std::path::Path, len: usize) -> anyhow::Result<Vec<f64>> {
+impl MethodArg {
+    pub fn method(self) -> Method {
+        match self {
+            MethodArg::Ibp => Method::Ibp,
+            MethodArg::Crown => Method::Crown,
+            MethodArg::CrownPure => Method::CrownPure,
+            MethodArg::AlphaCrown => Method::AlphaCrown,
+        }
+    }
+}
+
+fn read_bound(path: &Path, len: usize) -> anyhow::Result<Vec<f64>> {
     let a = NpyArray::read(path).map_err(anyhow::Error::msg)?;
     if !a.dtype.is_float() || a.data.len() != len {
         bail!(
@@ -39,29 +61,107 @@ fn read_bound(path: &std::path::Path, len: usize) -> anyhow::Result<Vec<f64>> {
     Ok(a.data)
 }
 
+/// What was bounded: one or more input boxes, and the specification rows.
+struct Problem {
+    /// Each box with the atoms (indices) that its cases use.
+    boxes: Vec<(Interval, Vec<usize>)>,
+    spec: Vec<Vec<f64>>,
+    thresholds: Vec<f64>,
+    labels: Vec<String>,
+}
+
+fn problem(args: &Args, input_len: usize, output_len: usize) -> anyhow::Result<Problem> {
+    if let Some(path) = &args.vnnlib {
+        let p = Property::read(path).map_err(anyhow::Error::msg)?;
+        if p.num_inputs != input_len || p.num_outputs != output_len {
+            bail!(
+                "{}: the property has {} inputs and {} outputs, the model {input_len} and {output_len}",
+                path.display(),
+                p.num_inputs,
+                p.num_outputs
+            );
+        }
+        let boxes = p.input_boxes().into_iter().map(|(lo, hi, cases)| {
+            let mut atoms: Vec<usize> = cases.iter().flat_map(|&k| p.cases[k].atoms.iter().copied()).collect();
+            atoms.sort_unstable();
+            atoms.dedup();
+            (Interval::new(lo, hi), atoms)
+        });
+        return Ok(Problem {
+            boxes: boxes.collect(),
+            spec: p.atoms.iter().map(|a| a.c.clone()).collect(),
+            thresholds: p.atoms.iter().map(|a| a.d).collect(),
+            labels: p.atoms.iter().map(|a| a.text.clone()).collect(),
+        });
+    }
+    let lo = read_bound(&args.input_box[0], input_len)?;
+    let hi = read_bound(&args.input_box[1], input_len)?;
+    Ok(Problem { boxes: vec![(Interval::new(lo, hi), vec![])], spec: vec![], thresholds: vec![], labels: vec![] })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
-    let len = net.input_len();
-    let lo = read_bound(&args.input_box[0], len)?;
-    let hi = read_bound(&args.input_box[1], len)?;
+    let pb = problem(&args, net.input_len(), net.output_len())?;
+    let method = args.method.method();
+    let opts = Options { alpha_iterations: args.alpha_iterations, ..Options::default() };
     let start = Instant::now();
-    let values = ibp(net, Interval::new(lo, hi))?;
-    let out = &values[net.output];
+    // Several input boxes (a disjunction over inputs): output bounds are the hull over the
+    // boxes, an atom's bound the minimum over the boxes whose cases use it.
+    let mut total: Option<Bounds> = None;
+    for (b, atoms) in &pb.boxes {
+        let r = bound(net, &InputSet::Box(b.clone()), &pb.spec, method, &opts)
+            .with_context(|| format!("bounding over the input box of {}", args.model.display()))?;
+        let r = Bounds {
+            spec_lower: (0..pb.spec.len())
+                .map(|i| if pb.boxes.len() == 1 || atoms.contains(&i) { r.spec_lower[i] } else { f64::INFINITY })
+                .collect(),
+            ..r
+        };
+        total = Some(match total {
+            None => r,
+            Some(t) => Bounds {
+                method,
+                lower: t.lower.iter().zip(&r.lower).map(|(a, b)| a.min(*b)).collect(),
+                upper: t.upper.iter().zip(&r.upper).map(|(a, b)| a.max(*b)).collect(),
+                spec_lower: t.spec_lower.iter().zip(&r.spec_lower).map(|(a, b)| a.min(*b)).collect(),
+            },
+        });
+    }
+    let r = total.context("the property has no input box")?;
     let time_s = start.elapsed().as_secs_f64();
+    let refuted: Vec<bool> = r.spec_lower.iter().zip(&pb.thresholds).map(|(l, d)| l > d).collect();
     if args.json {
+        let spec = if args.vnnlib.is_some() { json!(r.spec_lower) } else { serde_json::Value::Null };
         return print_json(&json!({
-            "method": "ibp", "lower": out.lo, "upper": out.hi, "spec_lower": serde_json::Value::Null, "time_s": time_s,
+            "method": method.name(), "lower": r.lower, "upper": r.upper, "spec_lower": spec,
+            "atoms": pb.labels, "thresholds": pb.thresholds, "refuted": refuted, "time_s": time_s,
         }));
     }
-    let rows: Vec<Vec<String>> = out
-        .lo
+    let rows: Vec<Vec<String>> = r
+        .lower
         .iter()
-        .zip(&out.hi)
+        .zip(&r.upper)
         .enumerate()
         .map(|(i, (l, h))| vec![format!("Y_{i}"), format!("{l:.6}"), format!("{h:.6}")])
         .collect();
-    println!("output bounds of {} over the input box (ibp, {time_s:.3} s)", args.model.display());
+    println!("output bounds of {} over the input set ({}, {time_s:.3} s)", args.model.display(), method.name());
     print!("{}", table(&["output", "lower (certified)", "upper (certified)"], &rows));
+    if !pb.spec.is_empty() {
+        let rows: Vec<Vec<String>> = (0..pb.spec.len())
+            .map(|i| {
+                vec![
+                    pb.labels[i].clone(),
+                    format!("{:.6}", r.spec_lower[i]),
+                    format!("{}", pb.thresholds[i]),
+                    if refuted[i] { "refuted".into() } else { "open".into() },
+                ]
+            })
+            .collect();
+        println!();
+        print!("{}", table(&["atom (unsafe: c.y <= d)", "lower bound of c.y", "d", "status"], &rows));
+        let n = refuted.iter().filter(|r| **r).count();
+        println!("{n} of {} atoms refuted", refuted.len());
+    }
     Ok(())
 }

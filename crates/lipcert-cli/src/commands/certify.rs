@@ -2,11 +2,13 @@ use crate::commands::lipschitz::NormArg;
 use crate::render::{print_json, table};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use lipcert_bounds::{ibp_margins, Interval};
+use lipcert_bounds::{attack, margins, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe};
 use lipcert_io::NpyArray;
 use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, radii, Search};
-use serde_json::json;
+use rayon::prelude::*;
+use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,22 +23,57 @@ pub struct Args {
     /// Radius of the perturbation ball.
     #[arg(long)]
     eps: f64,
-    #[arg(long, value_enum, default_value = "2")]
+    #[arg(long, value_enum, default_value = "inf")]
     norm: NormArg,
-    /// Certification method: Lipschitz-margin radii, or interval bound propagation over the
-    /// l_inf box of radius eps (which encloses the l2 ball for --norm 2). CROWN comes next.
-    #[arg(long, value_enum, default_value = "lipschitz")]
-    method: MethodArg,
+    /// Certification methods, comma-separated (default: all). alpha-crown runs only where
+    /// crown does not already certify (its bound is never below crown's).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "lipschitz,ibp,crown,alpha-crown")]
+    method: Vec<MethodArg>,
+    /// Valid input range, clipped into the perturbation set (for example `--clip 0 1` for images).
+    #[arg(long, num_args = 2, value_names = ["LO", "HI"], allow_negative_numbers = true)]
+    clip: Vec<f64>,
+    /// PGD restarts and steps for the adversarial accuracy (0 restarts: no attack).
+    #[arg(long, default_value_t = 5)]
+    pgd_restarts: usize,
+    #[arg(long, default_value_t = 40)]
+    pgd_steps: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum MethodArg {
     Lipschitz,
     Ibp,
+    Crown,
+    AlphaCrown,
+}
+
+/// Per-sample outcome.
+struct Sample {
+    label: usize,
+    predicted: usize,
+    /// Certified lower bound of the worst margin per bound-propagation method (None: not run).
+    ibp: Option<f64>,
+    crown: Option<f64>,
+    alpha: Option<f64>,
+    /// Lipschitz: certified radius (class pairs).
+    lipschitz_radius: Option<f64>,
+    /// PGD: whether a (re-checked) counterexample was found, and the best margin seen.
+    attacked: Option<bool>,
+    pgd_margin: Option<f64>,
+}
+
+impl Sample {
+    fn correct(&self) -> bool {
+        self.label == self.predicted
+    }
+}
+
+fn worst(m: &[f64]) -> f64 {
+    m.iter().cloned().fold(f64::INFINITY, f64::min)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -68,95 +105,146 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
         bail!("{}: sample {} holds a NaN or infinite value", args.data.display(), i / len);
     }
+    let domain = match args.clip.as_slice() {
+        [lo, hi] if lo <= hi => Some(Interval::new(vec![*lo; len], vec![*hi; len])),
+        [lo, hi] => bail!("--clip {lo} {hi}: the lower end is above the upper end"),
+        _ => None,
+    };
+    let start = Instant::now();
     let f = net.forward(&x.data, n)?;
     let predicted: Vec<usize> =
         f.chunks(classes).map(|r| (0..classes).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap_or(0)).collect();
-    let correct = predicted.iter().zip(&y.data).filter(|(p, &l)| **p == l as usize).count();
-    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    let bar = if n > 256 { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
+    let wants = |k: MethodArg| args.method.contains(&k);
+    let norm = args.norm.norm();
+
+    // Lipschitz constants are per network; the seeded search for the lower bound starts at the data.
+    let lip = wants(MethodArg::Lipschitz).then(|| {
+        let seeds: Vec<Vec<f64>> = x.data.chunks(len).take(8).map(|r| r.to_vec()).collect();
+        network_lipschitz(net, norm, &Search { starts: 8, steps: 20, seed: args.seed, points: seeds })
+    });
+    let pairs = lip.as_ref().and_then(|l| pair_constants(net, l));
+
+    let bar = if n > 16 && !args.json { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));
-    let norm = args.norm.norm().name();
-    match args.method {
-        MethodArg::Lipschitz => {
-            // The constants are per network; the seeded search for the lower bound starts at the data.
-            let seeds: Vec<Vec<f64>> = x.data.chunks(len).take(8).map(|r| r.to_vec()).collect();
-            let lip = network_lipschitz(
-                net,
-                args.norm.norm(),
-                &Search { starts: 8, steps: 20, seed: args.seed, points: seeds },
-            );
-            let pairs = pair_constants(net, &lip);
-            let per_sample: Vec<_> = f
-                .chunks(classes)
-                .zip(&y.data)
-                .map(|(out, &label)| {
-                    bar.inc(1);
-                    radii(out, label as usize, &lip, pairs.as_deref())
-                })
-                .collect();
-            bar.finish_and_clear();
-            let cert_global = per_sample.iter().filter(|r| r.global > args.eps).count();
-            let cert_pair = per_sample.iter().filter(|r| r.pair > args.eps).count();
-            if args.json {
-                let samples: Vec<_> = per_sample
-                    .iter()
-                    .zip(&y.data)
-                    .map(|(r, &l)| {
-                        json!({"label": l as usize, "predicted": r.predicted, "margin": r.margin,
-                               "radius_global": r.global, "radius_pair": r.pair, "certified": r.pair > args.eps})
-                    })
-                    .collect();
-                return print_json(&json!({
-                    "samples": n, "eps": args.eps, "norm": norm, "method": "lipschitz",
-                    "clean_accuracy": frac(correct),
-                    "certified_accuracy": {"lipschitz": frac(cert_pair), "lipschitz_global": frac(cert_global)},
-                    "lipschitz": {"upper": lip.upper, "lower": lip.lower},
-                    "per_sample": samples,
-                }));
+    let opts = Options::default();
+    let attack_opts = AttackOptions {
+        restarts: args.pgd_restarts,
+        steps: args.pgd_steps,
+        seed: args.seed,
+        ..AttackOptions::default()
+    };
+    let samples: Vec<anyhow::Result<Sample>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let row = &x.data[i * len..(i + 1) * len];
+            let label = y.data[i] as usize;
+            let mut s = Sample {
+                label,
+                predicted: predicted[i],
+                ibp: None,
+                crown: None,
+                alpha: None,
+                lipschitz_radius: None,
+                attacked: None,
+                pgd_margin: None,
+            };
+            if let Some(l) = &lip {
+                s.lipschitz_radius = Some(radii(&f[i * classes..(i + 1) * classes], label, l, pairs.as_deref()).pair);
             }
-            println!(
-                "{n} samples, eps {} in the l_{norm} norm; network Lipschitz constant in [{:.6}, {:.6}]",
-                args.eps, lip.lower, lip.upper
-            );
-            let rows = vec![
-                vec!["clean".into(), format!("{:.4}", frac(correct)), correct.to_string()],
-                vec!["lipschitz (global margin)".into(), format!("{:.4}", frac(cert_global)), cert_global.to_string()],
-                vec!["lipschitz (class pairs)".into(), format!("{:.4}", frac(cert_pair)), cert_pair.to_string()],
-            ];
-            print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
-        }
-        MethodArg::Ibp => {
-            // The l_inf box of radius eps contains the l2 ball of radius eps too.
-            let mut per_sample = Vec::with_capacity(n);
-            for ((row, &label), &pred) in x.data.chunks(len).zip(&y.data).zip(&predicted) {
-                let lo: Vec<f64> = row.iter().map(|v| v - args.eps).collect();
-                let hi: Vec<f64> = row.iter().map(|v| v + args.eps).collect();
-                let margins = ibp_margins(net, Interval::new(lo, hi), label as usize)?;
-                let worst = margins.iter().cloned().fold(f64::INFINITY, f64::min);
-                per_sample.push((label as usize, pred, worst, pred == label as usize && worst > 0.0));
-                bar.inc(1);
+            if s.correct() {
+                let set = match args.norm {
+                    NormArg::Inf => InputSet::linf_ball(row, args.eps, domain.as_ref())?,
+                    NormArg::L2 => InputSet::l2_ball(row, args.eps, domain.as_ref())?,
+                };
+                if wants(MethodArg::Ibp) {
+                    s.ibp = Some(worst(&margins(net, &set, label, Method::Ibp, &opts)?));
+                }
+                if wants(MethodArg::Crown) || wants(MethodArg::AlphaCrown) {
+                    s.crown = Some(worst(&margins(net, &set, label, Method::Crown, &opts)?));
+                }
+                if wants(MethodArg::AlphaCrown) {
+                    let c = s.crown.unwrap_or(f64::NEG_INFINITY);
+                    s.alpha =
+                        Some(if c > 0.0 { c } else { worst(&margins(net, &set, label, Method::AlphaCrown, &opts)?) });
+                }
+                if args.pgd_restarts > 0 {
+                    let r = attack(net, &set, &Unsafe::misclassified(label, classes), AttackMethod::Pgd, &attack_opts)?;
+                    s.attacked = Some(r.counterexample.is_some());
+                    s.pgd_margin = Some(r.best_loss);
+                }
             }
-            bar.finish_and_clear();
-            let certified = per_sample.iter().filter(|s| s.3).count();
-            if args.json {
-                let samples: Vec<_> = per_sample
-                    .iter()
-                    .map(|(l, p, m, c)| json!({"label": l, "predicted": p, "ibp_margin_lower": m, "certified": c}))
-                    .collect();
-                return print_json(&json!({
-                    "samples": n, "eps": args.eps, "norm": norm, "method": "ibp",
-                    "clean_accuracy": frac(correct),
-                    "certified_accuracy": {"ibp": frac(certified)},
-                    "per_sample": samples,
-                }));
+            if !wants(MethodArg::Crown) {
+                s.crown = None;
             }
-            println!("{n} samples, eps {} in the l_{norm} norm (interval bound propagation)", args.eps);
-            let rows = vec![
-                vec!["clean".into(), format!("{:.4}", frac(correct)), correct.to_string()],
-                vec!["ibp".into(), format!("{:.4}", frac(certified)), certified.to_string()],
-            ];
-            print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
+            bar.inc(1);
+            Ok(s)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let samples: Vec<Sample> = samples.into_iter().collect::<anyhow::Result<_>>()?;
+    let time_s = start.elapsed().as_secs_f64();
+
+    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let certified_by = |get: &dyn Fn(&Sample) -> Option<f64>| {
+        samples.iter().filter(|s| s.correct() && get(s).is_some_and(|v| v > 0.0)).count()
+    };
+    let correct = samples.iter().filter(|s| s.correct()).count();
+    // A certified sample that PGD breaks would mean an unsound bound: refuse to report it.
+    for (i, s) in samples.iter().enumerate() {
+        let best = [s.ibp, s.crown, s.alpha].iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
+        if s.attacked == Some(true) && best > 0.0 {
+            bail!("internal error: sample {i} is certified (margin bound {best}) but PGD found a counterexample");
         }
     }
+    let robust_pgd = samples.iter().filter(|s| s.correct() && s.attacked != Some(true)).count();
+    let mut rows: Vec<(String, usize)> = vec![("clean".into(), correct)];
+    if args.pgd_restarts > 0 {
+        rows.push(("pgd (upper bound on robust accuracy)".into(), robust_pgd));
+    }
+    let mut certified = serde_json::Map::new();
+    let mut add = |name: &str, count: usize, rows: &mut Vec<(String, usize)>| {
+        certified.insert(name.into(), json!(frac(count)));
+        rows.push((format!("certified: {name}"), count));
+    };
+    if lip.is_some() {
+        let c = samples.iter().filter(|s| s.correct() && s.lipschitz_radius.is_some_and(|r| r > args.eps)).count();
+        add("lipschitz", c, &mut rows);
+    }
+    if wants(MethodArg::Ibp) {
+        add("ibp", certified_by(&|s| s.ibp), &mut rows);
+    }
+    if wants(MethodArg::Crown) {
+        add("crown", certified_by(&|s| s.crown), &mut rows);
+    }
+    if wants(MethodArg::AlphaCrown) {
+        add("alpha-crown", certified_by(&|s| s.alpha), &mut rows);
+    }
+    let norm_name = norm.name();
+    if args.json {
+        let opt = |v: Option<f64>| v.map_or(Value::Null, |v| json!(v));
+        let per_sample: Vec<Value> = samples
+            .iter()
+            .map(|s| {
+                json!({"label": s.label, "predicted": s.predicted, "lipschitz_radius": opt(s.lipschitz_radius),
+                       "ibp_margin_lower": opt(s.ibp), "crown_margin_lower": opt(s.crown),
+                       "alpha_crown_margin_lower": opt(s.alpha), "pgd_counterexample": s.attacked,
+                       "pgd_best_margin": opt(s.pgd_margin)})
+            })
+            .collect();
+        return print_json(&json!({
+            "samples": n, "eps": args.eps, "norm": norm_name, "clean_accuracy": frac(correct),
+            "pgd_accuracy": if args.pgd_restarts > 0 { json!(frac(robust_pgd)) } else { Value::Null },
+            "certified_accuracy": certified,
+            "lipschitz": lip.as_ref().map_or(Value::Null, |l| json!({"upper": l.upper, "lower": l.lower})),
+            "time_s": time_s, "per_sample": per_sample,
+        }));
+    }
+    println!("{n} samples, eps {} in the l_{norm_name} norm ({time_s:.2} s)", args.eps);
+    if let Some(l) = &lip {
+        println!("network Lipschitz constant in [{:.6}, {:.6}]", l.lower, l.upper);
+    }
+    let rows: Vec<Vec<String>> =
+        rows.into_iter().map(|(name, k)| vec![name, format!("{:.4}", frac(k)), k.to_string()]).collect();
+    print!("{}", table(&["accuracy", "fraction", "samples"], &rows));
     Ok(())
 }
