@@ -31,10 +31,12 @@ enum Command {
     Spectral(commands::spectral::Args),
     /// Lipschitz constant of a network: per-layer table, certified upper and lower bounds.
     Lipschitz(commands::lipschitz::Args),
-    /// Certified accuracy on a data set (Lipschitz-margin radii).
+    /// Certified and adversarial accuracy on a data set (Lipschitz, IBP, CROWN, alpha-CROWN, PGD).
     Certify(commands::certify::Args),
-    /// Certified bounds on the outputs over an input box (interval bound propagation).
+    /// Certified bounds on the outputs and on VNN-LIB output atoms (IBP, CROWN, alpha-CROWN).
     Bounds(commands::bounds::Args),
+    /// Search a VNN-LIB property's input set for a counterexample (PGD, FGSM).
+    Attack(commands::attack::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Lipschitz(a) => commands::lipschitz::run(a),
         Command::Certify(a) => commands::certify::run(a),
         Command::Bounds(a) => commands::bounds::run(a),
+        Command::Attack(a) => commands::attack::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -124,3 +124,52 @@ fn tighter_methods_are_never_looser_on_mnistfc() {
     }
     println!("{rows} spec rows: ibp <= crown, crown-pure <= crown <= alpha-crown");
 }
+
+#[test]
+fn attack_writes_a_counterexample_that_violates_the_property() {
+    let Some(bench) = benchmarks() else {
+        return;
+    };
+    let m = bench.join("mnistfc");
+    let dir = common::tempdir("attack");
+    let cex = dir.join("cex.npy");
+    let model = m.join("mnist-net_256x2.onnx");
+    let prop = m.join("prop_7_0.03.vnnlib");
+    let out = lipcert_ok(&[
+        "attack",
+        model.to_str().unwrap(),
+        "--vnnlib",
+        prop.to_str().unwrap(),
+        "-o",
+        cex.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["found"], Value::Bool(true), "{out}");
+    // The written input, run through `lipcert eval`, satisfies one case of the property.
+    let y = dir.join("y.npy");
+    lipcert_ok(&["eval", model.to_str().unwrap(), "--input", cex.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    let y = lipcert_io::NpyArray::read(&y).unwrap().data;
+    let p = lipcert_io::vnnlib::Property::read(&prop).unwrap();
+    assert!((0..p.cases.len()).any(|k| p.case_holds(k, &y)), "output {y:?} is safe");
+    // Bounds of the same property cannot refute the atom the attack satisfied.
+    let b = ours(&model, &prop, "alpha-crown");
+    let refuted: Vec<bool> = b["refuted"].as_array().unwrap().iter().map(|r| r.as_bool().unwrap()).collect();
+    assert!(refuted.iter().any(|r| !r));
+}
+
+#[test]
+fn a_bad_property_is_a_one_line_error_with_its_line() {
+    let Some(bench) = benchmarks() else {
+        return;
+    };
+    let dir = common::tempdir("badprop");
+    let prop = dir.join("bad.vnnlib");
+    std::fs::write(&prop, "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 0.5)\n").unwrap();
+    let model = bench.join("mnistfc/mnist-net_256x2.onnx");
+    let out = common::lipcert(&["bounds", model.to_str().unwrap(), "--vnnlib", prop.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bad.vnnlib:3"), "{err}");
+}

@@ -1,3 +1,4 @@
+pub mod attack;
 pub mod bounds;
 pub mod certify;
 pub mod eval;

@@ -1,0 +1,105 @@
+use crate::render::print_json;
+use anyhow::{bail, Context};
+use lipcert_bounds::{attack, Atom, AttackMethod, AttackOptions, InputSet, Interval, Unsafe};
+use lipcert_io::vnnlib::Property;
+use lipcert_io::{DType, NpyArray};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ONNX model.
+    model: PathBuf,
+    /// VNN-LIB property: the attack searches its input boxes for an output in the unsafe region.
+    #[arg(long)]
+    vnnlib: PathBuf,
+    #[arg(long, value_enum, default_value = "pgd")]
+    method: MethodArg,
+    /// Random restarts (restart 0 starts at the center of the box).
+    #[arg(long, default_value_t = 20)]
+    restarts: usize,
+    /// PGD steps per restart.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the counterexample to this .npy file as [1, inputs] (C order, as `lipcert eval` reads).
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MethodArg {
+    Pgd,
+    Fgsm,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    let p = Property::read(&args.vnnlib).map_err(anyhow::Error::msg)?;
+    if p.num_inputs != net.input_len() || p.num_outputs != net.output_len() {
+        bail!(
+            "{}: the property has {} inputs and {} outputs, the model {} and {}",
+            args.vnnlib.display(),
+            p.num_inputs,
+            p.num_outputs,
+            net.input_len(),
+            net.output_len()
+        );
+    }
+    let method = match args.method {
+        MethodArg::Pgd => AttackMethod::Pgd,
+        MethodArg::Fgsm => AttackMethod::Fgsm,
+    };
+    let opts =
+        AttackOptions { restarts: args.restarts, steps: args.steps, seed: args.seed, ..AttackOptions::default() };
+    let start = Instant::now();
+    let (mut best_loss, mut found, mut evaluations) = (f64::INFINITY, None, 0);
+    // One search per input box, over the cases that use it.
+    for (lo, hi, cases) in p.input_boxes() {
+        let unsafe_ = Unsafe {
+            any_of: cases
+                .iter()
+                .map(|&k| p.cases[k].atoms.iter().map(|&a| Atom { c: p.atoms[a].c.clone(), d: p.atoms[a].d }).collect())
+                .collect(),
+        };
+        let r = attack(net, &InputSet::Box(Interval::new(lo, hi)), &unsafe_, method, &opts)
+            .with_context(|| format!("attacking {}", args.model.display()))?;
+        evaluations += r.evaluations;
+        best_loss = best_loss.min(r.best_loss);
+        if let (Some(x), Some(y)) = (r.counterexample, r.output) {
+            found = Some((x, y));
+            break;
+        }
+    }
+    let time_s = start.elapsed().as_secs_f64();
+    if let (Some(path), Some((x, _))) = (&args.output, &found) {
+        NpyArray::new(vec![1, x.len()], x.clone(), DType::F64).write(path).map_err(anyhow::Error::msg)?;
+    }
+    if args.json {
+        return print_json(&json!({
+            "method": if matches!(args.method, MethodArg::Pgd) { "pgd" } else { "fgsm" },
+            "found": found.is_some(), "best_loss": best_loss, "evaluations": evaluations, "time_s": time_s,
+            "counterexample": found.as_ref().map(|f| &f.0), "output": found.as_ref().map(|f| &f.1),
+        }));
+    }
+    match &found {
+        Some((_, y)) => {
+            println!("counterexample found ({evaluations} evaluations, {time_s:.3} s)");
+            let ys: Vec<String> = y.iter().map(|v| format!("{v:.6}")).collect();
+            println!("output at the counterexample: [{}]", ys.join(", "));
+            if let Some(path) = &args.output {
+                println!("input written to {}", path.display());
+            }
+        }
+        None => println!(
+            "no counterexample found (best violation loss {best_loss:.6} > 0; {evaluations} evaluations, {time_s:.3} s). \
+             This proves nothing: use lipcert bounds or verify."
+        ),
+    }
+    Ok(())
+}
