@@ -53,11 +53,13 @@ pub struct Options {
     pub alpha_lr: f64,
     /// Rows carried backward together (memory is rows x the largest value length).
     pub block_rows: usize,
+    /// alpha-CROWN: also optimize separate slopes for every intermediate bound.
+    pub alpha_intermediate: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { alpha_iterations: 20, alpha_lr: 0.1, block_rows: 64 }
+        Options { alpha_iterations: 20, alpha_lr: 0.1, block_rows: 64, alpha_intermediate: true }
     }
 }
 
@@ -88,6 +90,30 @@ pub fn bound(
             c.iter().filter(|v| v.is_finite()).count()
         )));
     }
+    if method == Method::AlphaCrown {
+        // Every alpha-CROWN iterate is a valid bound, but tighter intermediate bounds can move
+        // CROWN's adaptive slopes either way: keeping the better of the two makes alpha-CROWN
+        // never looser than crown.
+        let crown = bound_once(net, set, spec, Method::Crown, opts)?;
+        let alpha = bound_once(net, set, spec, Method::AlphaCrown, opts)?;
+        return Ok(Bounds {
+            method,
+            lower: crown.lower.iter().zip(&alpha.lower).map(|(a, b)| a.max(*b)).collect(),
+            upper: crown.upper.iter().zip(&alpha.upper).map(|(a, b)| a.min(*b)).collect(),
+            spec_lower: crown.spec_lower.iter().zip(&alpha.spec_lower).map(|(a, b)| a.max(*b)).collect(),
+        });
+    }
+    bound_once(net, set, spec, method, opts)
+}
+
+fn bound_once(
+    net: &Network,
+    set: &InputSet,
+    spec: &[Vec<f64>],
+    method: Method,
+    opts: &Options,
+) -> Result<Bounds, GraphError> {
+    let out_len = net.output_len();
     let engine = Engine::new(net, set, method, opts)?;
     if method == Method::Ibp {
         let out = &engine.enclosure[net.output];
@@ -175,6 +201,8 @@ struct Engine<'a> {
     /// max |v| over the enclosure, per value (rounding-error magnitudes).
     mag: Vec<Vec<f64>>,
     relax: Vec<Option<Relax>>,
+    /// alpha-CROWN with optimized intermediate bounds.
+    optimize_intermediate: bool,
     /// Linear nodes: the bias over the output value, if any.
     bias: Vec<Option<Vec<f64>>>,
     /// Linear nodes: per output element, the factor that bounds one backward step's rounding.
@@ -220,6 +248,7 @@ impl<'a> Engine<'a> {
             enclosure: vec![input_box],
             mag: vec![mag0],
             relax: (0..nodes).map(|_| None).collect(),
+            optimize_intermediate: method == Method::AlphaCrown && opts.alpha_intermediate,
             bias: vec![None; nodes],
             lin_err: vec![None; nodes],
         };
@@ -254,7 +283,7 @@ impl<'a> Engine<'a> {
                 } else {
                     (0..b.lo.len()).collect()
                 };
-                let (lo, hi) = e.crown_bounds(v, &select);
+                let (lo, hi) = e.crown_bounds(v, &select, false);
                 let mut pure = Interval::new(vec![f64::NEG_INFINITY; b.lo.len()], vec![f64::INFINITY; b.lo.len()]);
                 for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
                     b.lo[j] = b.lo[j].max(l);
@@ -264,6 +293,20 @@ impl<'a> Engine<'a> {
                 }
                 if method == Method::CrownPure {
                     pure_bounds[v] = Some(pure);
+                }
+                if e.optimize_intermediate {
+                    // alpha-CROWN for the neurons CROWN leaves unstable (or every neuron for
+                    // smooth activations, whose relaxations depend on the bounds everywhere).
+                    let select: Vec<usize> = if feeds[v].1 {
+                        (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0).collect()
+                    } else {
+                        select
+                    };
+                    let (lo, hi) = e.crown_bounds(v, &select, true);
+                    for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
+                        b.lo[j] = b.lo[j].max(l);
+                        b.hi[j] = b.hi[j].min(h);
+                    }
                 }
             }
             e.mag.push(b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect());
@@ -345,8 +388,9 @@ impl<'a> Engine<'a> {
         self.lin_err[k] = err;
     }
 
-    /// CROWN lower and upper bounds of the selected elements of value `v`.
-    fn crown_bounds(&self, v: ValueId, select: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    /// CROWN (or, with `optimize`, alpha-CROWN) lower and upper bounds of the selected
+    /// elements of value `v`.
+    fn crown_bounds(&self, v: ValueId, select: &[usize], optimize: bool) -> (Vec<f64>, Vec<f64>) {
         let len = self.net.value_len(v);
         let block = self.opts.block_rows.max(1);
         let results: Vec<(Vec<f64>, Vec<f64>)> = select
@@ -358,7 +402,11 @@ impl<'a> Engine<'a> {
                     rows[i * len + j] = 1.0;
                     rows[(chunk.len() + i) * len + j] = -1.0;
                 }
-                let low = self.backward(v, rows, m, None, false).lower;
+                let low = if optimize {
+                    self.alpha_optimize(v, rows, m)
+                } else {
+                    self.backward(v, rows, m, None, false).lower
+                };
                 let (l, u) = low.split_at(chunk.len());
                 (l.to_vec(), u.iter().map(|x| -x).collect())
             })
