@@ -562,14 +562,18 @@ impl<'a> Engine<'a> {
     /// min over the input set of a_i . x + bias_i, minus every accumulated rounding error.
     fn concretize(&self, a: &[f64], m: usize, bias: &[f64], err: &[f64]) -> Vec<f64> {
         let len = self.net.input_len();
+        let box_cr = match self.set {
+            InputSet::Box(b) => Some(b.center_radius()),
+            InputSet::L2Ball { .. } => None,
+        };
         (0..m)
             .map(|i| {
                 let row = &a[i * len..(i + 1) * len];
                 let (value, mag) = match self.set {
-                    InputSet::Box(b) => {
-                        let (c, r) = b.center_radius();
+                    InputSet::Box(_) => {
+                        let (c, r) = box_cr.as_ref().expect("box");
                         let (mut v, mut mag) = (bias[i], bias[i].abs());
-                        for ((a, c), r) in row.iter().zip(&c).zip(&r) {
+                        for ((a, c), r) in row.iter().zip(c).zip(r) {
                             v += a * c - a.abs() * r;
                             mag += a.abs() * (c.abs() + r);
                         }
@@ -606,6 +610,15 @@ impl<'a> Engine<'a> {
                 _ => None,
             })
             .collect();
+        // The neurons with a free lower slope, per node.
+        let unstable: Vec<Vec<usize>> = self
+            .relax
+            .iter()
+            .map(|r| match r {
+                Some(Relax::Elementwise(rel)) => (0..rel.len()).filter(|&j| rel[j].alpha_range.is_some()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
         let mut first: Slopes = alpha.iter().map(|a| a.as_ref().map(|v| vec![0.0; v.len()])).collect();
         let mut second = first.clone();
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
@@ -620,6 +633,7 @@ impl<'a> Engine<'a> {
             }
             let values = self.relaxed_forward(start, &bw, &alpha, m);
             let t = (it + 1) as i32;
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
             for k in 0..self.net.nodes.len() {
                 let (Some(al), Some(Relax::Elementwise(rel)), Some(rec)) =
                     (&mut alpha[k], &self.relax[k], &bw.recorded[k])
@@ -629,18 +643,18 @@ impl<'a> Engine<'a> {
                 let x = &values[self.net.nodes[k].inputs[0]];
                 let (m1, m2) = (first[k].as_mut().unwrap(), second[k].as_mut().unwrap());
                 let len = rel.len();
-                for idx in 0..al.len() {
-                    let Some((lo, hi)) = rel[idx % len].alpha_range else {
-                        continue;
-                    };
-                    // d bound / d slope = coefficient x (value of the pre-activation at the
-                    // minimizer); only where the lower line is in use.
-                    let g = if rec[idx] > 0.0 { rec[idx] * x[idx] } else { 0.0 };
-                    m1[idx] = b1 * m1[idx] + (1.0 - b1) * g;
-                    m2[idx] = b2 * m2[idx] + (1.0 - b2) * g * g;
-                    let mhat = m1[idx] / (1.0 - b1.powi(t));
-                    let vhat = m2[idx] / (1.0 - b2.powi(t));
-                    al[idx] = (al[idx] + self.opts.alpha_lr * mhat / (vhat.sqrt() + eps)).clamp(lo, hi);
+                for &j in &unstable[k] {
+                    let (lo, hi) = rel[j].alpha_range.expect("unstable neuron");
+                    for row in 0..m {
+                        let idx = row * len + j;
+                        // d bound / d slope = coefficient x (value of the pre-activation at the
+                        // minimizer); only where the lower line is in use.
+                        let g = if rec[idx] > 0.0 { rec[idx] * x[idx] } else { 0.0 };
+                        m1[idx] = b1 * m1[idx] + (1.0 - b1) * g;
+                        m2[idx] = b2 * m2[idx] + (1.0 - b2) * g * g;
+                        let step = self.opts.alpha_lr * (m1[idx] / c1) / ((m2[idx] / c2).sqrt() + eps);
+                        al[idx] = (al[idx] + step).clamp(lo, hi);
+                    }
                 }
             }
         }
