@@ -37,6 +37,8 @@ enum Command {
     Bounds(commands::bounds::Args),
     /// Search a VNN-LIB property's input set for a counterexample (PGD, FGSM).
     Attack(commands::attack::Args),
+    /// Decide a VNN-LIB property: sat (with a counterexample), unsat, unknown or timeout.
+    Verify(commands::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Certify(a) => commands::certify::run(a),
         Command::Bounds(a) => commands::bounds::run(a),
         Command::Attack(a) => commands::attack::run(a),
+        Command::Verify(a) => commands::verify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod export;
 pub mod info;
 pub mod lipschitz;
 pub mod spectral;
+pub mod verify;
 
 use anyhow::Context;
 use lipcert_io::{import_file, Imported};

@@ -1,0 +1,99 @@
+use crate::render::print_json;
+use anyhow::bail;
+use lipcert_bounds::{Atom, Interval, Unsafe};
+use lipcert_io::vnnlib::Property;
+use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ONNX model.
+    model: PathBuf,
+    /// VNN-LIB property (its formula describes the unsafe inputs and outputs).
+    property: PathBuf,
+    /// Seconds; the answer is `timeout` when the search runs out.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Write the answer in the VNN-COMP result format (with the counterexample for sat).
+    #[arg(long)]
+    result: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The VNN-COMP result file: the answer, then for sat the assignment of every X_i and Y_j.
+fn result_text(v: &Verdict) -> String {
+    let mut s = format!("{}\n", v.word());
+    if let Verdict::Sat { x, y } = v {
+        let mut parts: Vec<String> = x.iter().enumerate().map(|(i, v)| format!("(X_{i} {v:e})")).collect();
+        parts.extend(y.iter().enumerate().map(|(j, v)| format!("(Y_{j} {v:e})")));
+        let _ = writeln!(s, "({})", parts.join("\n "));
+    }
+    s
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds, got {}", args.timeout);
+    }
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    let p = Property::read(&args.property).map_err(anyhow::Error::msg)?;
+    if p.num_inputs != net.input_len() || p.num_outputs != net.output_len() {
+        bail!(
+            "{}: the property has {} inputs and {} outputs, the model {} and {}",
+            args.property.display(),
+            p.num_inputs,
+            p.num_outputs,
+            net.input_len(),
+            net.output_len()
+        );
+    }
+    let boxes: Vec<BoxProperty> = p
+        .input_boxes()
+        .into_iter()
+        .map(|(lo, hi, cases)| BoxProperty {
+            input: Interval::new(lo, hi),
+            unsafe_: Unsafe {
+                any_of: cases
+                    .iter()
+                    .map(|&k| {
+                        p.cases[k].atoms.iter().map(|&a| Atom { c: p.atoms[a].c.clone(), d: p.atoms[a].d }).collect()
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    let opts = VerifyOptions { timeout: Duration::from_secs_f64(args.timeout), seed: args.seed, ..Default::default() };
+    let (verdict, stats) = verify(net, &boxes, &opts)?;
+    if let Some(path) = &args.result {
+        std::fs::write(path, result_text(&verdict)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    let reason = if let Verdict::Unknown(r) = &verdict { Some(r.clone()) } else { None };
+    if args.json {
+        let (x, y) = match &verdict {
+            Verdict::Sat { x, y } => (json!(x), json!(y)),
+            _ => (json!(null), json!(null)),
+        };
+        return print_json(&json!({
+            "result": verdict.word(), "counterexample": x, "output": y, "reason": reason,
+            "boxes": stats.boxes, "max_depth": stats.max_depth, "time_s": stats.time_s,
+        }));
+    }
+    println!("{}", verdict.word());
+    match &verdict {
+        Verdict::Sat { y, .. } => {
+            let ys: Vec<String> = y.iter().map(|v| format!("{v:.6}")).collect();
+            println!("counterexample re-checked by a forward pass; output [{}]", ys.join(", "));
+        }
+        Verdict::Unknown(r) => println!("{r}"),
+        _ => {}
+    }
+    println!("{} sub-boxes bounded, depth {}, {:.3} s", stats.boxes, stats.max_depth, stats.time_s);
+    Ok(())
+}
