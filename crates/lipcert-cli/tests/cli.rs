@@ -276,8 +276,19 @@ fn lipschitz_and_certify_follow_the_contract() {
     let samples = v["per_sample"].as_array().unwrap();
     assert_eq!(samples.len(), 6);
     for s in samples {
-        assert!(s["radius_pair"].as_f64().unwrap() >= s["radius_global"].as_f64().unwrap());
+        assert!(s["lipschitz_radius"].as_f64().unwrap() >= 0.0, "{s}");
+        // At eps 0 every correctly classified sample is certified by bound propagation.
+        for key in ["ibp_margin_lower", "crown_margin_lower", "alpha_crown_margin_lower"] {
+            assert!(s[key].as_f64().unwrap() > 0.0, "{key}: {s}");
+        }
+        assert_eq!(s["pgd_counterexample"], false);
     }
+    // Certified accuracy never exceeds PGD accuracy, which never exceeds clean accuracy.
+    let pgd = v["pgd_accuracy"].as_f64().unwrap();
+    for (name, acc) in v["certified_accuracy"].as_object().unwrap() {
+        assert!(acc.as_f64().unwrap() <= pgd, "{name}: {acc} > pgd {pgd}");
+    }
+    assert!(pgd <= 1.0);
     let bad = write_npy(&dir, "bad_labels.npy", vec![6], DType::I64);
     NpyArray::new(vec![6], vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0], DType::I64).write(std::path::Path::new(&bad)).unwrap();
     let e = fails(&["certify", model, "--data", &x, "--labels", &bad, "--eps", "0.1"]);
@@ -298,23 +309,32 @@ fn bounds_contain_evaluated_points_and_follow_the_contract() {
     let (lp, hp) = (dir.join("lo.npy"), dir.join("hi.npy"));
     NpyArray::new(vec![144], lo.clone(), DType::F64).write(&lp).unwrap();
     NpyArray::new(vec![144], hi.clone(), DType::F64).write(&hp).unwrap();
-    let out = lipcert_ok(&["bounds", model, "--box", lp.to_str().unwrap(), hp.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["method"], "ibp");
-    assert!(v["spec_lower"].is_null() && v["time_s"].is_f64());
-    let (lower, upper): (Vec<f64>, Vec<f64>) = (
-        v["lower"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
-        v["upper"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
-    );
-    // Points of the box (corners and the centre) evaluate inside the bounds.
+    // Points of the box (corners and the centre) evaluate inside the bounds of every method.
     let points: Vec<f64> = [lo, hi, centre].concat();
     let x = dir.join("x.npy");
     NpyArray::new(vec![3, 144], points, DType::F64).write(&x).unwrap();
     let y = dir.join("y.npy");
     lipcert_ok(&["eval", model, "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
-    for row in NpyArray::read(&y).unwrap().data.chunks(3) {
-        for (i, val) in row.iter().enumerate() {
-            assert!(lower[i] <= *val && *val <= upper[i], "output {i}: {val} outside [{}, {}]", lower[i], upper[i]);
+    let y = NpyArray::read(&y).unwrap().data;
+    for method in ["ibp", "crown", "crown-pure", "alpha-crown"] {
+        let (l, h) = (lp.to_str().unwrap(), hp.to_str().unwrap());
+        let out = lipcert_ok(&["bounds", model, "--box", l, h, "--method", method, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["method"], method);
+        assert!(v["spec_lower"].is_null() && v["time_s"].is_f64());
+        let (lower, upper): (Vec<f64>, Vec<f64>) = (
+            v["lower"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+            v["upper"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+        );
+        for row in y.chunks(3) {
+            for (i, val) in row.iter().enumerate() {
+                assert!(
+                    lower[i] <= *val && *val <= upper[i],
+                    "{method} output {i}: {val} outside [{}, {}]",
+                    lower[i],
+                    upper[i]
+                );
+            }
         }
     }
     let short = write_npy(&dir, "short.npy", vec![10], DType::F64);
