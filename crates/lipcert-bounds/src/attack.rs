@@ -87,6 +87,13 @@ fn difference(a: usize, b: usize, len: usize) -> Atom {
 }
 
 impl Unsafe {
+    /// From conjunctions of `(c, d)` atoms (c . y <= d), as VNN-LIB regions give them.
+    pub fn from_pairs(any_of: Vec<Vec<(Vec<f64>, f64)>>) -> Self {
+        Unsafe {
+            any_of: any_of.into_iter().map(|conj| conj.into_iter().map(|(c, d)| Atom { c, d }).collect()).collect(),
+        }
+    }
+
     /// Untargeted misclassification of `label` among `m` classes:
     /// any_of = [[y_label - y_j <= 0] for j != label] (c = e_label - e_j, d = 0).
     /// A label >= m gives atoms of m + 1 coefficients, which `attack` rejects.

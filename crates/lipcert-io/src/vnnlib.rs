@@ -204,6 +204,30 @@ impl Property {
         }
         out
     }
+
+    /// Each distinct input box with its unsafe region: the conjunctions of its cases, each as
+    /// `(c, d)` pairs (the atom holds when c . y <= d).
+    pub fn regions(&self) -> Vec<Region> {
+        self.input_boxes()
+            .into_iter()
+            .map(|(lo, hi, cases)| Region {
+                lo,
+                hi,
+                any_of: cases
+                    .iter()
+                    .map(|&k| self.cases[k].atoms.iter().map(|&a| (self.atoms[a].c.clone(), self.atoms[a].d)).collect())
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// An input box and the unsafe outputs over it: a disjunction of conjunctions of c . y <= d.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
+    pub any_of: Vec<Vec<(Vec<f64>, f64)>>,
 }
 
 // ---------------------------------------------------------------------------------------------

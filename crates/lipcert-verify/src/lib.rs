@@ -27,6 +27,13 @@ pub struct BoxProperty {
     pub unsafe_: Unsafe,
 }
 
+impl BoxProperty {
+    /// From an input box and conjunctions of `(c, d)` atoms (c . y <= d), as VNN-LIB gives them.
+    pub fn new(lo: Vec<f64>, hi: Vec<f64>, any_of: Vec<Vec<(Vec<f64>, f64)>>) -> Self {
+        BoxProperty { input: Interval::new(lo, hi), unsafe_: Unsafe::from_pairs(any_of) }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// A counterexample: the input and the network's output there.

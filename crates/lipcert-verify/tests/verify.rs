@@ -9,20 +9,7 @@ use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
 fn boxes(p: &Property) -> Vec<BoxProperty> {
-    p.input_boxes()
-        .into_iter()
-        .map(|(lo, hi, cases)| BoxProperty {
-            input: Interval::new(lo, hi),
-            unsafe_: Unsafe {
-                any_of: cases
-                    .iter()
-                    .map(|&k| {
-                        p.cases[k].atoms.iter().map(|&a| Atom { c: p.atoms[a].c.clone(), d: p.atoms[a].d }).collect()
-                    })
-                    .collect(),
-            },
-        })
-        .collect()
+    p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect()
 }
 
 fn check_sat(net: &Network, props: &[BoxProperty], v: &Verdict, what: &str) {

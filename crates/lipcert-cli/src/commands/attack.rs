@@ -60,14 +60,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let (mut best_loss, mut found, mut evaluations) = (f64::INFINITY, None, 0);
     // One search per input box, over the cases that use it.
-    for (lo, hi, cases) in p.input_boxes() {
+    for region in p.regions() {
         let unsafe_ = Unsafe {
-            any_of: cases
-                .iter()
-                .map(|&k| p.cases[k].atoms.iter().map(|&a| Atom { c: p.atoms[a].c.clone(), d: p.atoms[a].d }).collect())
+            any_of: region
+                .any_of
+                .into_iter()
+                .map(|conj| conj.into_iter().map(|(c, d)| Atom { c, d }).collect())
                 .collect(),
         };
-        let r = attack(net, &InputSet::Box(Interval::new(lo, hi)), &unsafe_, method, &opts)
+        let r = attack(net, &InputSet::Box(Interval::new(region.lo, region.hi)), &unsafe_, method, &opts)
             .with_context(|| format!("attacking {}", args.model.display()))?;
         evaluations += r.evaluations;
         best_loss = best_loss.min(r.best_loss);

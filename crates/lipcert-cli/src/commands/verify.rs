@@ -1,6 +1,5 @@
 use crate::render::print_json;
 use anyhow::bail;
-use lipcert_bounds::{Atom, Interval, Unsafe};
 use lipcert_io::vnnlib::Property;
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use serde_json::json;
@@ -54,21 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             net.output_len()
         );
     }
-    let boxes: Vec<BoxProperty> = p
-        .input_boxes()
-        .into_iter()
-        .map(|(lo, hi, cases)| BoxProperty {
-            input: Interval::new(lo, hi),
-            unsafe_: Unsafe {
-                any_of: cases
-                    .iter()
-                    .map(|&k| {
-                        p.cases[k].atoms.iter().map(|&a| Atom { c: p.atoms[a].c.clone(), d: p.atoms[a].d }).collect()
-                    })
-                    .collect(),
-            },
-        })
-        .collect();
+    let boxes: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
     let opts = VerifyOptions { timeout: Duration::from_secs_f64(args.timeout), seed: args.seed, ..Default::default() };
     let (verdict, stats) = verify(net, &boxes, &opts)?;
     if let Some(path) = &args.result {
