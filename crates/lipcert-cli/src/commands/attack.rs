@@ -1,7 +1,6 @@
 use crate::render::print_json;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lipcert_bounds::{attack, Atom, AttackMethod, AttackOptions, InputSet, Interval, Unsafe};
-use lipcert_io::vnnlib::Property;
 use lipcert_io::{DType, NpyArray};
 use serde_json::json;
 use std::path::PathBuf;
@@ -40,17 +39,7 @@ enum MethodArg {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
-    let p = Property::read(&args.vnnlib).map_err(anyhow::Error::msg)?;
-    if p.num_inputs != net.input_len() || p.num_outputs != net.output_len() {
-        bail!(
-            "{}: the property has {} inputs and {} outputs, the model {} and {}",
-            args.vnnlib.display(),
-            p.num_inputs,
-            p.num_outputs,
-            net.input_len(),
-            net.output_len()
-        );
-    }
+    let p = super::load_property(&args.vnnlib, net)?;
     let method = match args.method {
         MethodArg::Pgd => AttackMethod::Pgd,
         MethodArg::Fgsm => AttackMethod::Fgsm,

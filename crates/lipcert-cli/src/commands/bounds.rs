@@ -1,7 +1,6 @@
 use crate::render::{print_json, table};
 use anyhow::{bail, Context};
 use lipcert_bounds::{bound, Bounds, InputSet, Interval, Method, Options};
-use lipcert_io::vnnlib::Property;
 use lipcert_io::NpyArray;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -70,17 +69,10 @@ struct Problem {
     labels: Vec<String>,
 }
 
-fn problem(args: &Args, input_len: usize, output_len: usize) -> anyhow::Result<Problem> {
+fn problem(args: &Args, net: &lipcert_core::Network) -> anyhow::Result<Problem> {
+    let input_len = net.input_len();
     if let Some(path) = &args.vnnlib {
-        let p = Property::read(path).map_err(anyhow::Error::msg)?;
-        if p.num_inputs != input_len || p.num_outputs != output_len {
-            bail!(
-                "{}: the property has {} inputs and {} outputs, the model {input_len} and {output_len}",
-                path.display(),
-                p.num_inputs,
-                p.num_outputs
-            );
-        }
+        let p = super::load_property(path, net)?;
         let boxes = p.input_boxes().into_iter().map(|(lo, hi, cases)| {
             let mut atoms: Vec<usize> = cases.iter().flat_map(|&k| p.cases[k].atoms.iter().copied()).collect();
             atoms.sort_unstable();
@@ -102,7 +94,7 @@ fn problem(args: &Args, input_len: usize, output_len: usize) -> anyhow::Result<P
 pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
-    let pb = problem(&args, net.input_len(), net.output_len())?;
+    let pb = problem(&args, net)?;
     let method = args.method.method();
     let opts = Options { alpha_iterations: args.alpha_iterations, ..Options::default() };
     let start = Instant::now();

@@ -19,3 +19,19 @@ pub fn load_model(path: &Path) -> anyhow::Result<Imported> {
     }
     import_file(path).map_err(anyhow::Error::msg).context("cannot load the model")
 }
+
+/// Reads a VNN-LIB property and checks it against the model's input and output sizes.
+pub fn load_property(path: &Path, net: &lipcert_core::Network) -> anyhow::Result<lipcert_io::vnnlib::Property> {
+    let p = lipcert_io::vnnlib::Property::read(path).map_err(anyhow::Error::msg)?;
+    if p.num_inputs != net.input_len() || p.num_outputs != net.output_len() {
+        anyhow::bail!(
+            "{}: the property has {} inputs and {} outputs, the model {} and {}",
+            path.display(),
+            p.num_inputs,
+            p.num_outputs,
+            net.input_len(),
+            net.output_len()
+        );
+    }
+    Ok(p)
+}

@@ -1,6 +1,5 @@
 use crate::render::print_json;
 use anyhow::bail;
-use lipcert_io::vnnlib::Property;
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -42,17 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let m = super::load_model(&args.model)?;
     let net = &m.network;
-    let p = Property::read(&args.property).map_err(anyhow::Error::msg)?;
-    if p.num_inputs != net.input_len() || p.num_outputs != net.output_len() {
-        bail!(
-            "{}: the property has {} inputs and {} outputs, the model {} and {}",
-            args.property.display(),
-            p.num_inputs,
-            p.num_outputs,
-            net.input_len(),
-            net.output_len()
-        );
-    }
+    let p = super::load_property(&args.property, net)?;
     let boxes: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
     let opts = VerifyOptions { timeout: Duration::from_secs_f64(args.timeout), seed: args.seed, ..Default::default() };
     let (verdict, stats) = verify(net, &boxes, &opts)?;
