@@ -90,31 +90,43 @@ pub fn bound(
             c.iter().filter(|v| v.is_finite()).count()
         )));
     }
-    if method == Method::AlphaCrown {
-        // Every alpha-CROWN iterate is a valid bound, but tighter intermediate bounds can move
-        // CROWN's adaptive slopes either way: keeping the better of the two makes alpha-CROWN
+    // Both results are certified: keep the tighter side of each.
+    let tighter = |a: Bounds, b: Bounds| Bounds {
+        method,
+        lower: a.lower.iter().zip(&b.lower).map(|(x, y)| x.max(*y)).collect(),
+        upper: a.upper.iter().zip(&b.upper).map(|(x, y)| x.min(*y)).collect(),
+        spec_lower: a.spec_lower.iter().zip(&b.spec_lower).map(|(x, y)| x.max(*y)).collect(),
+    };
+    match method {
+        // CROWN's bound is not monotone in the intermediate bounds (the adaptive slopes can
+        // flip), so the intersected intermediate bounds are not always better than auto_LiRPA's
+        // rule (IBP for stable neurons, CROWN alone for the rest): run both, keep the tighter.
+        Method::Crown => Ok(tighter(
+            bound_once(net, set, spec, Method::Crown, true, opts)?,
+            bound_once(net, set, spec, Method::Crown, false, opts)?,
+        )),
+        // Every alpha-CROWN iterate is a valid bound, and keeping crown's too makes alpha-CROWN
         // never looser than crown.
-        let crown = bound_once(net, set, spec, Method::Crown, opts)?;
-        let alpha = bound_once(net, set, spec, Method::AlphaCrown, opts)?;
-        return Ok(Bounds {
-            method,
-            lower: crown.lower.iter().zip(&alpha.lower).map(|(a, b)| a.max(*b)).collect(),
-            upper: crown.upper.iter().zip(&alpha.upper).map(|(a, b)| a.min(*b)).collect(),
-            spec_lower: crown.spec_lower.iter().zip(&alpha.spec_lower).map(|(a, b)| a.max(*b)).collect(),
-        });
+        Method::AlphaCrown => Ok(tighter(
+            bound(net, set, spec, Method::Crown, opts)?,
+            bound_once(net, set, spec, Method::AlphaCrown, true, opts)?,
+        )),
+        _ => bound_once(net, set, spec, method, true, opts),
     }
-    bound_once(net, set, spec, method, opts)
 }
 
+/// One run. `intersect`: CROWN's intermediate bounds are intersected with the IBP step
+/// (lipcert's rule); otherwise they replace it (auto_LiRPA's rule).
 fn bound_once(
     net: &Network,
     set: &InputSet,
     spec: &[Vec<f64>],
     method: Method,
+    intersect: bool,
     opts: &Options,
 ) -> Result<Bounds, GraphError> {
     let out_len = net.output_len();
-    let engine = Engine::new(net, set, method, opts)?;
+    let engine = Engine::new(net, set, method, intersect, opts)?;
     if method == Method::Ibp {
         let out = &engine.enclosure[net.output];
         return Ok(Bounds {
@@ -227,7 +239,13 @@ fn is_piecewise_linear(op: &Op) -> bool {
 }
 
 impl<'a> Engine<'a> {
-    fn new(net: &'a Network, set: &'a InputSet, method: Method, opts: &'a Options) -> Result<Self, GraphError> {
+    fn new(
+        net: &'a Network,
+        set: &'a InputSet,
+        method: Method,
+        intersect: bool,
+        opts: &'a Options,
+    ) -> Result<Self, GraphError> {
         let len = net.input_len();
         if set.len() != len {
             return Err(GraphError::Data(format!("the input set has {} elements, expected {len}", set.len())));
@@ -286,8 +304,7 @@ impl<'a> Engine<'a> {
                 let (lo, hi) = e.crown_bounds(v, &select, false);
                 let mut pure = Interval::new(vec![f64::NEG_INFINITY; b.lo.len()], vec![f64::INFINITY; b.lo.len()]);
                 for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
-                    b.lo[j] = b.lo[j].max(l);
-                    b.hi[j] = b.hi[j].min(h);
+                    (b.lo[j], b.hi[j]) = if intersect { (b.lo[j].max(l), b.hi[j].min(h)) } else { (l, h) };
                     pure.lo[j] = l;
                     pure.hi[j] = h;
                 }
