@@ -5,8 +5,8 @@
 //! on purely linear networks and the tightness order IBP <= CROWN <= alpha-CROWN.
 
 use lipcert_bounds::{bound, ibp, InputSet, Interval, Method, Options};
-use lipcert_core::random::random_network;
-use lipcert_core::{Activation, Dense, Network, NetworkBuilder, Op, Rng};
+use lipcert_core::random::{random_mlp, random_network};
+use lipcert_core::{Activation, Network, Rng};
 
 const METHODS: [Method; 4] = [Method::Ibp, Method::CrownPure, Method::Crown, Method::AlphaCrown];
 
@@ -145,22 +145,7 @@ fn no_sampled_point_breaks_any_bound_on_l2_balls() {
 fn every_activation_is_relaxed_soundly_on_wide_boxes() {
     let mut rng = Rng::new(5);
     for &act in lipcert_core::random::ALL_ACTIVATIONS.iter() {
-        let mut b = NetworkBuilder::new("x", vec![1, 6]);
-        let mut v = b.input();
-        for (i, width) in [8usize, 8, 4].iter().enumerate() {
-            let inp = b.shape(v)[1];
-            let d = Dense {
-                weight: (0..width * inp).map(|_| rng.range(-1.5, 1.5)).collect(),
-                bias: (0..*width).map(|_| rng.range(-0.5, 0.5)).collect(),
-                out_features: *width,
-                in_features: inp,
-            };
-            v = b.push(format!("d{i}"), Op::Dense(d), &[v]).unwrap();
-            if i < 2 {
-                v = b.push(format!("a{i}"), Op::Activation(act), &[v]).unwrap();
-            }
-        }
-        let net = b.finish(v, "y").unwrap();
+        let net = random_mlp(&mut rng, &[6, 8, 8, 4], Some(act), |_| 1.5, 0.5);
         for radius in [0.1, 1.0, 4.0] {
             let lo = vec![-radius; 6];
             let hi = vec![radius; 6];
@@ -174,19 +159,7 @@ fn every_activation_is_relaxed_soundly_on_wide_boxes() {
 #[test]
 fn crown_is_exact_on_linear_networks() {
     let mut rng = Rng::new(9);
-    let mut b = NetworkBuilder::new("x", vec![1, 4]);
-    let mut v = b.input();
-    for (i, width) in [6usize, 5, 3].iter().enumerate() {
-        let inp = b.shape(v)[1];
-        let d = Dense {
-            weight: (0..width * inp).map(|_| rng.range(-1.0, 1.0)).collect(),
-            bias: (0..*width).map(|_| rng.range(-1.0, 1.0)).collect(),
-            out_features: *width,
-            in_features: inp,
-        };
-        v = b.push(format!("d{i}"), Op::Dense(d), &[v]).unwrap();
-    }
-    let net = b.finish(v, "y").unwrap();
+    let net = random_mlp(&mut rng, &[4, 6, 5, 3], None, |_| 1.0, 1.0);
     let lo: Vec<f64> = (0..4).map(|_| rng.range(-1.0, 0.0)).collect();
     let hi: Vec<f64> = lo.iter().map(|l| l + rng.uniform()).collect();
     let spec = random_spec(&mut rng, 3, 5);
@@ -208,22 +181,13 @@ fn crown_is_exact_on_linear_networks() {
 fn tightness_order_on_relu_networks() {
     let mut rng = Rng::new(31);
     for case in 0..6 {
-        let mut b = NetworkBuilder::new("x", vec![1, 10]);
-        let mut v = b.input();
-        for (i, width) in [20usize, 20, 20, 5].iter().enumerate() {
-            let inp = b.shape(v)[1];
-            let d = Dense {
-                weight: (0..width * inp).map(|_| rng.range(-1.0, 1.0) / (inp as f64).sqrt()).collect(),
-                bias: (0..*width).map(|_| rng.range(-0.1, 0.1)).collect(),
-                out_features: *width,
-                in_features: inp,
-            };
-            v = b.push(format!("d{i}"), Op::Dense(d), &[v]).unwrap();
-            if i < 3 {
-                v = b.push(format!("r{i}"), Op::Activation(Activation::Relu), &[v]).unwrap();
-            }
-        }
-        let net = b.finish(v, "y").unwrap();
+        let net = random_mlp(
+            &mut rng,
+            &[10, 20, 20, 20, 5],
+            Some(Activation::Relu),
+            |fan_in| 1.0 / (fan_in as f64).sqrt(),
+            0.1,
+        );
         let c: Vec<f64> = (0..10).map(|_| rng.range(-1.0, 1.0)).collect();
         let eps = 0.05 * (1 + case) as f64;
         let set = InputSet::linf_ball(&c, eps, None).unwrap();

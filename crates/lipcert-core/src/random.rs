@@ -99,3 +99,32 @@ pub fn random_network(rng: &mut Rng) -> Network {
     let out = build(&mut b, rng).expect("random networks are well formed");
     b.finish(out, "y").expect("output exists")
 }
+
+/// A random MLP on `[1, widths[0]]` inputs: dense layers of the given widths with `activation`
+/// between them (none after the last). Weights are uniform in +-`weight(fan_in)`, biases in
+/// +-`bias`, drawn layer by layer (all weights, then the biases).
+pub fn random_mlp(
+    rng: &mut Rng,
+    widths: &[usize],
+    activation: Option<Activation>,
+    weight: impl Fn(usize) -> f64,
+    bias: f64,
+) -> Network {
+    let mut b = NetworkBuilder::new("x", vec![1, widths[0]]);
+    let mut v = b.input();
+    for (i, pair) in widths.windows(2).enumerate() {
+        let (inp, out) = (pair[0], pair[1]);
+        let w = weight(inp);
+        let d = Dense {
+            weight: (0..out * inp).map(|_| rng.range(-w, w)).collect(),
+            bias: (0..out).map(|_| rng.range(-bias, bias)).collect(),
+            out_features: out,
+            in_features: inp,
+        };
+        v = b.push(format!("dense{i}"), Op::Dense(d), &[v]).expect("valid dense layer");
+        if let (Some(a), true) = (activation, i + 2 < widths.len()) {
+            v = b.push(format!("act{i}"), Op::Activation(a), &[v]).expect("valid activation");
+        }
+    }
+    b.finish(v, "y").expect("valid network")
+}

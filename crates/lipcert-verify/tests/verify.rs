@@ -3,7 +3,8 @@
 //! carries a counterexample that a fresh forward pass confirms).
 
 use lipcert_bounds::{Atom, Interval, Unsafe};
-use lipcert_core::{Activation, Dense, Network, NetworkBuilder, Op, Rng};
+use lipcert_core::random::random_mlp;
+use lipcert_core::{Activation, Network, Rng};
 use lipcert_io::vnnlib::Property;
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
@@ -70,24 +71,6 @@ fn known_benchmark_answers_are_never_contradicted() {
     assert!(solved >= 10, "only {solved} of {} instances solved", list.len());
 }
 
-fn relu_net(rng: &mut Rng, widths: &[usize]) -> Network {
-    let mut b = NetworkBuilder::new("x", vec![1, widths[0]]);
-    let mut v = b.input();
-    for i in 1..widths.len() {
-        let d = Dense {
-            weight: (0..widths[i] * widths[i - 1]).map(|_| rng.range(-1.0, 1.0)).collect(),
-            bias: (0..widths[i]).map(|_| rng.range(-0.5, 0.5)).collect(),
-            out_features: widths[i],
-            in_features: widths[i - 1],
-        };
-        v = b.push(format!("d{i}"), Op::Dense(d), &[v]).unwrap();
-        if i + 1 < widths.len() {
-            v = b.push(format!("r{i}"), Op::Activation(Activation::Relu), &[v]).unwrap();
-        }
-    }
-    b.finish(v, "y").unwrap()
-}
-
 /// On 2-input random networks, a 201 x 201 grid decides the truth up to the grid's resolution:
 /// a grid point in the unsafe region forbids `unsat`; `sat` must come with a valid point.
 #[test]
@@ -95,7 +78,7 @@ fn random_small_networks_agree_with_dense_sampling() {
     let mut rng = Rng::new(99);
     let mut counts = [0usize; 4];
     for case in 0..30 {
-        let net = relu_net(&mut rng, &[2, 8, 8, 3]);
+        let net = random_mlp(&mut rng, &[2, 8, 8, 3], Some(Activation::Relu), |_| 1.0, 0.5);
         let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
         let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
         // Unsafe: y_0 - y_1 <= d with d around the observed range, so both answers occur.
