@@ -115,6 +115,18 @@ pub fn bound(
     }
 }
 
+/// Sound elementwise bounds of every value of the network (index = value id) over `set`, as
+/// the engine computes them for `method` (the intermediate bounds a MILP encoding or a
+/// branch-and-bound split needs). `Crown` uses lipcert's intersected rule.
+pub fn value_bounds(
+    net: &Network,
+    set: &InputSet,
+    method: Method,
+    opts: &Options,
+) -> Result<Vec<Interval>, GraphError> {
+    Ok(Engine::new(net, set, method, true, opts)?.enclosure)
+}
+
 /// One run. `intersect`: CROWN's intermediate bounds are intersected with the IBP step
 /// (lipcert's rule); otherwise they replace it (auto_LiRPA's rule).
 fn bound_once(

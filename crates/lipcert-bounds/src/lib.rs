@@ -8,6 +8,6 @@ pub mod input_set;
 pub mod relax;
 
 pub use attack::{attack, Atom, AttackOptions, AttackResult, Method as AttackMethod, StepSchedule, Unsafe};
-pub use crown::{bound, margins, Bounds, Method, Options};
+pub use crown::{bound, margins, value_bounds, Bounds, Method, Options};
 pub use ibp::{ibp, ibp_margins, ibp_spec, Interval};
 pub use input_set::InputSet;
