@@ -2,6 +2,7 @@
 //! the result as a table (people) or JSON (machines, with `--json`); nothing else prints.
 
 mod commands;
+mod plot;
 mod render;
 
 use clap::error::ErrorKind;
@@ -39,6 +40,8 @@ enum Command {
     Attack(commands::attack::Args),
     /// Decide a VNN-LIB property: sat (with a counterexample), unsat, unknown or timeout.
     Verify(commands::verify::Args),
+    /// Neural controllers in closed loop: train (behaviour cloning of an LQR expert), simulate, compare with a pruned policy.
+    Control(commands::control::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => commands::bounds::run(a),
         Command::Attack(a) => commands::attack::run(a),
         Command::Verify(a) => commands::verify::run(a),
+        Command::Control(a) => commands::control::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

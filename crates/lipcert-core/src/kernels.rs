@@ -253,6 +253,26 @@ pub fn conv_forward(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [
     y
 }
 
+/// The im2col matrix of group `g` over all images: `[k, images * p]` row-major, with
+/// k = in_channels / groups * kh * kw in the weight's column order and p = OH * OW, so that
+/// (group g's weight rows) x (this matrix) is the group's pre-bias output for every position.
+/// Pruners build their layer-wise Hessians from it.
+pub fn conv_patches(c: &Conv2d, x: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2], g: usize) -> Vec<f64> {
+    let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);
+    let (in_len, p) = (c.in_channels * geo.h * geo.w, geo.p());
+    let mut phases = Phases::new(c, &geo);
+    let mut cols = vec![0.0; geo.k * p];
+    let mut out = vec![0.0; geo.k * images * p];
+    for (i, img) in x.chunks_exact(in_len).take(images).enumerate() {
+        phases.fill(c, &geo, img);
+        phases.im2col(c, &geo, g, &mut cols);
+        for (r, row) in cols.chunks_exact(p).enumerate() {
+            out[r * images * p + i * p..][..p].copy_from_slice(row);
+        }
+    }
+    out
+}
+
 /// Convolution backward to the input.
 pub fn conv_backward(c: &Conv2d, gy: &[f64], images: usize, hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
     let geo = ConvGeometry::new(c, hw[0], hw[1], ohw[0], ohw[1]);

@@ -74,7 +74,8 @@ pub fn activation_lipschitz(a: Activation) -> f64 {
     }
 }
 
-fn dense_bound(d: &Dense, norm: Norm) -> (f64, Option<f64>) {
+/// Induced-norm bracket (upper, certified lower if any) of a dense layer's weight matrix.
+pub fn dense_bound(d: &Dense, norm: Norm) -> (f64, Option<f64>) {
     match norm {
         Norm::L2 => {
             // Row-major [out, in] is the column-major view of W^T: same norm.
@@ -125,7 +126,8 @@ fn conv_operator(c: &Conv2d, h: usize, w: usize) -> ConvOperator {
     }
 }
 
-fn conv_bound(c: &Conv2d, in_shape: &[usize], norm: Norm) -> (f64, Option<f64>) {
+/// Induced-norm bracket (upper, certified lower if any) of a convolution on inputs of `in_shape`.
+pub fn conv_bound(c: &Conv2d, in_shape: &[usize], norm: Norm) -> (f64, Option<f64>) {
     let (h, w) = (in_shape[2], in_shape[3]);
     let op = conv_operator(c, h, w);
     match norm {

@@ -6,16 +6,31 @@
 //! - `Sat` only with a counterexample re-checked by a fresh forward pass (in the box, all atoms
 //!   of one conjunction hold);
 //! - `Unsat` only when every sub-box of a partition of every input box has every conjunction
-//!   refuted by a certified CROWN / alpha-CROWN bound (some atom's lower bound of c . y > d).
+//!   refuted by a certified CROWN / alpha-CROWN bound (some atom's lower bound of c . y > d),
+//!   or by the MILP back end with a margin above HiGHS's floating-point tolerances (`milp`;
+//!   that refutation is not a rounding-error certificate, see docs/GUARANTEES.md).
 //!
 //! Search: PGD first, then branch and bound by input splitting (best for low-dimensional inputs
 //! such as ACAS Xu): a sub-box that is neither refuted nor falsified is halved along the input
 //! with the largest smear |d(c . y)/dx_i| (hi_i - lo_i) of its most promising atom. Sub-boxes
-//! are processed in parallel batches. ReLU splitting (for high-dimensional inputs) and the MILP
-//! back end are not implemented yet: such inputs get `Unknown` when the root bounds and the
-//! attack do not decide them.
+//! are processed in parallel batches. Where splitting cannot go on (the root of a box with more
+//! than `max_split_inputs` free inputs, or a sub-box too narrow to halve), a box that CROWN
+//! does not refute goes to the exact MILP back end (`milp`, HiGHS) when its CROWN intermediate
+//! bounds leave at most `milp_max_binaries` binaries; `milp_split_max_binaries` (off by
+//! default) does the same for sub-boxes inside the search. ReLU splitting (for
+//! high-dimensional inputs) is not implemented yet: such inputs get `Unknown` when the root
+//! bounds, the attack and the MILP (if small enough) do not decide them.
 
-use lipcert_bounds::{attack, bound, Atom, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe};
+pub mod milp;
+
+pub use milp::{
+    milp_binaries, milp_minimize, milp_supported, milp_verify, milp_verify_with_bounds, MilpOptions, MilpOutcome,
+    Minimum,
+};
+
+use lipcert_bounds::{
+    attack, bound, value_bounds, Atom, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe,
+};
 use lipcert_core::{GraphError, Network};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
@@ -66,11 +81,28 @@ pub struct VerifyOptions {
     /// Sub-boxes bounded per parallel batch.
     pub batch: usize,
     pub seed: u64,
+    /// Where input splitting cannot go on (the root of a box with more than `max_split_inputs`
+    /// free inputs, or a sub-box too narrow to halve in f64), a box that CROWN does not refute
+    /// goes to the MILP back end (`milp`) when its CROWN intermediate bounds leave at most this
+    /// many binary variables (unstable ReLU-like neurons, max-pool candidates). 0: never.
+    pub milp_max_binaries: usize,
+    /// Inside the input-splitting search, a sub-box that CROWN does not refute goes to the MILP
+    /// when it needs at most this many binaries (at most a quarter of `timeout` each; undecided,
+    /// it is split as usual). Counting costs one more CROWN pass per such sub-box, and on ACAS
+    /// Xu splitting is faster than the MILP, so the default is 0 (off).
+    pub milp_split_max_binaries: usize,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { timeout: Duration::from_secs(60), max_split_inputs: 16, batch: 64, seed: 0 }
+        VerifyOptions {
+            timeout: Duration::from_secs(60),
+            max_split_inputs: 16,
+            batch: 64,
+            seed: 0,
+            milp_max_binaries: 64,
+            milp_split_max_binaries: 0,
+        }
     }
 }
 
@@ -79,6 +111,9 @@ pub struct Stats {
     /// Sub-boxes bounded (the roots included).
     pub boxes: usize,
     pub max_depth: usize,
+    /// Sub-boxes handed to the MILP back end, and how many of them it decided.
+    pub milp_calls: usize,
+    pub milp_decided: usize,
     pub time_s: f64,
 }
 
@@ -92,10 +127,14 @@ struct Node {
 
 enum Outcome {
     Refuted,
-    /// Not refuted, no counterexample, and too narrow to split further in f64.
-    Stuck,
+    /// Refuted by the MILP back end.
+    MilpRefuted,
+    /// Not refuted, no counterexample, and too narrow to split further in f64; `true` when the
+    /// MILP back end was tried and left it undecided.
+    Stuck(bool),
     Counterexample(Vec<f64>, Vec<f64>),
-    Split(Node, Node),
+    /// Split; `true` when the MILP back end was tried on the sub-box and left it undecided.
+    Split(Node, Node, bool),
 }
 
 /// Verifies every input box of a property; `Sat` as soon as one box has a counterexample.
@@ -149,6 +188,7 @@ fn verify_box(
     }
     // 2. Branch and bound over input splits.
     let free = (0..n).filter(|&i| p.input.hi[i] > p.input.lo[i]).count();
+    let splittable = free <= opts.max_split_inputs;
     let root =
         Node { lo: p.input.lo.clone(), hi: p.input.hi.clone(), open: (0..p.unsafe_.any_of.len()).collect(), depth: 0 };
     let mut stack = vec![root];
@@ -159,23 +199,41 @@ fn verify_box(
         let take = opts.batch.max(1).min(stack.len());
         let batch: Vec<Node> = stack.split_off(stack.len() - take);
         let outcomes: Vec<Result<Outcome, GraphError>> =
-            batch.into_par_iter().map(|node| process(net, p, node, opts.seed)).collect();
+            batch.into_par_iter().map(|node| process(net, p, node, opts, splittable, start)).collect();
         stats.boxes += take;
         for o in outcomes {
             match o? {
                 Outcome::Refuted => {}
-                Outcome::Stuck => {
-                    return Ok(Verdict::Unknown(
-                        "a sub-box too narrow to split in f64 is neither refuted nor falsified".into(),
-                    ))
+                Outcome::MilpRefuted => {
+                    stats.milp_calls += 1;
+                    stats.milp_decided += 1;
+                }
+                Outcome::Stuck(milp) => {
+                    stats.milp_calls += milp as usize;
+                    if milp && start.elapsed() >= opts.timeout {
+                        return Ok(Verdict::Timeout);
+                    }
+                    return Ok(Verdict::Unknown(format!(
+                        "a sub-box too narrow to split in f64 is neither refuted nor falsified{}",
+                        if milp { " (the MILP back end did not decide it)" } else { "" }
+                    )));
                 }
                 Outcome::Counterexample(x, y) => return Ok(Verdict::Sat { x, y }),
-                Outcome::Split(a, b) => {
+                Outcome::Split(a, b, milp) => {
+                    stats.milp_calls += milp as usize;
                     stats.max_depth = stats.max_depth.max(a.depth);
-                    if free > opts.max_split_inputs {
+                    if !splittable {
+                        if milp && start.elapsed() >= opts.timeout {
+                            return Ok(Verdict::Timeout);
+                        }
                         return Ok(Verdict::Unknown(format!(
-                            "not refuted by alpha-CROWN over the whole box, and input splitting is limited to \
-                             {} free inputs ({free} here); ReLU splitting is not implemented yet",
+                            "not refuted by alpha-CROWN over the whole box{}, and input splitting is limited to {} \
+                             free inputs ({free} here); ReLU splitting is not implemented yet",
+                            if milp {
+                                " (the MILP back end did not decide it in time)".to_string()
+                            } else {
+                                format!(" (the MILP back end takes up to {} binaries)", opts.milp_max_binaries)
+                            },
                             opts.max_split_inputs
                         )));
                     }
@@ -189,7 +247,15 @@ fn verify_box(
 }
 
 /// Bounds one sub-box: refutes conjunctions, looks for a counterexample, or splits.
-fn process(net: &Network, p: &BoxProperty, node: Node, seed: u64) -> Result<Outcome, GraphError> {
+fn process(
+    net: &Network,
+    p: &BoxProperty,
+    node: Node,
+    opts: &VerifyOptions,
+    splittable: bool,
+    start: Instant,
+) -> Result<Outcome, GraphError> {
+    let seed = opts.seed;
     let set = InputSet::Box(Interval::new(node.lo.clone(), node.hi.clone()));
     // The distinct atoms of the open conjunctions, as specification rows.
     let mut atoms: Vec<&Atom> = Vec::new();
@@ -269,8 +335,32 @@ fn process(net: &Network, p: &BoxProperty, node: Node, seed: u64) -> Result<Outc
         })
         .unwrap_or(0);
     let mid = 0.5 * node.lo[dim] + 0.5 * node.hi[dim];
+    let can_split = node.lo[dim] < mid && mid < node.hi[dim] && (splittable || node.depth > 0);
+    // The MILP back end on a sub-box with few binaries. Where splitting cannot go on (too many
+    // free inputs at the root, or a sub-box too narrow to halve) it is the last resort and gets
+    // the remaining time; inside the search it gets a quarter of the timeout.
+    let limit = if can_split { opts.milp_split_max_binaries } else { opts.milp_max_binaries };
+    let mut milp_tried = false;
+    if limit > 0 && milp::milp_supported(net).is_ok() {
+        let vb = value_bounds(net, &set, Method::Crown, &Options::default())?;
+        if milp::milp_binaries(net, &vb).is_ok_and(|b| b <= limit) {
+            let end = start + opts.timeout;
+            let deadline = if can_split { end.min(Instant::now() + opts.timeout / 4) } else { end };
+            let mo = MilpOptions { deadline: Some(deadline), ..MilpOptions::default() };
+            // A counterexample is confirmed by the MILP code (forward pass, in the sub-box);
+            // `confirm` re-checks it against the whole box.
+            // The MILP failing to encode the sub-box (non-finite bounds) leaves it to splitting.
+            match milp_verify_with_bounds(net, &sub, &vb, &mo).map(|r| r.verdict) {
+                Ok(Verdict::Unsat) => return Ok(Outcome::MilpRefuted),
+                Ok(Verdict::Sat { x, y }) if confirm(net, p, &x)?.is_some() => {
+                    return Ok(Outcome::Counterexample(x, y))
+                }
+                _ => milp_tried = true,
+            }
+        }
+    }
     if !(node.lo[dim] < mid && mid < node.hi[dim]) {
-        return Ok(Outcome::Stuck);
+        return Ok(Outcome::Stuck(milp_tried));
     }
     let (mut a, mut b) = (
         Node { lo: node.lo.clone(), hi: node.hi.clone(), open: open.clone(), depth: node.depth + 1 },
@@ -279,5 +369,5 @@ fn process(net: &Network, p: &BoxProperty, node: Node, seed: u64) -> Result<Outc
     // Both halves include mid: the two closed boxes cover the parent.
     a.hi[dim] = mid;
     b.lo[dim] = mid;
-    Ok(Outcome::Split(a, b))
+    Ok(Outcome::Split(a, b, milp_tried))
 }

@@ -1,6 +1,7 @@
 pub mod attack;
 pub mod bounds;
 pub mod certify;
+pub mod control;
 pub mod eval;
 pub mod export;
 pub mod info;
