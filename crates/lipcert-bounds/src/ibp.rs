@@ -39,7 +39,7 @@ impl Interval {
     }
 
     /// Widens every bound outward by `slack[i]` plus a few ulps of its magnitude.
-    fn widened(lo: Vec<f64>, hi: Vec<f64>, slack: &[f64]) -> Self {
+    pub(crate) fn widened(lo: Vec<f64>, hi: Vec<f64>, slack: &[f64]) -> Self {
         let lo = lo.iter().zip(slack).map(|(v, s)| v - s - 4.0 * U * v.abs() - TINY).collect();
         let hi = hi.iter().zip(slack).map(|(v, s)| v + s + 4.0 * U * v.abs() + TINY).collect();
         Interval { lo, hi }
@@ -59,7 +59,7 @@ pub(crate) fn abs_conv(c: &Conv2d, with_bias: bool) -> Conv2d {
 
 /// Linear node in center/radius form; `apply` maps a vector (with its bias), `apply_abs` with
 /// |W| and no bias, `apply_mag` with |W| and bias |b|; `k` is the number of terms per output.
-fn linear(
+pub(crate) fn linear(
     x: &Interval,
     apply: impl Fn(&[f64]) -> Vec<f64>,
     apply_abs: impl Fn(&[f64]) -> Vec<f64>,

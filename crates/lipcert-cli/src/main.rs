@@ -42,6 +42,10 @@ enum Command {
     Verify(commands::verify::Args),
     /// Neural controllers in closed loop: train (behaviour cloning of an LQR expert), simulate, compare with a pruned policy.
     Control(commands::control::Args),
+    /// Prune dense and convolutional layers (magnitude, OBD, OBS, SparseGPT; unstructured, N:M, or under a certified deviation budget).
+    Prune(commands::prune::Args),
+    /// How far a pruned model's output can move over a box: closed-form bound, certified bound, observed maximum.
+    Deviation(commands::deviation::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Attack(a) => commands::attack::run(a),
         Command::Verify(a) => commands::verify::run(a),
         Command::Control(a) => commands::control::run(a),
+        Command::Prune(a) => commands::prune::run(a),
+        Command::Deviation(a) => commands::deviation::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

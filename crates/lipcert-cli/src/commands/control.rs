@@ -32,7 +32,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum SystemArg {
+pub(crate) enum SystemArg {
     Pendulum,
     Cartpole,
     Quadrotor,
@@ -41,14 +41,14 @@ enum SystemArg {
 
 /// What the lead car does (adaptive cruise control only).
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LeadArg {
+pub(crate) enum LeadArg {
     /// Constant speed.
     Constant,
     /// Brakes at 4 m/s^2 from t = 5 s for 3 s, then keeps its speed.
     Brake,
 }
 
-fn build_system(system: SystemArg, lead: LeadArg) -> anyhow::Result<Box<dyn System>> {
+pub(crate) fn build_system(system: SystemArg, lead: LeadArg) -> anyhow::Result<Box<dyn System>> {
     if lead != LeadArg::Constant && !matches!(system, SystemArg::Acc) {
         bail!("--lead applies to the acc system only");
     }

@@ -2,10 +2,12 @@ pub mod attack;
 pub mod bounds;
 pub mod certify;
 pub mod control;
+pub mod deviation;
 pub mod eval;
 pub mod export;
 pub mod info;
 pub mod lipschitz;
+pub mod prune;
 pub mod spectral;
 pub mod verify;
 
