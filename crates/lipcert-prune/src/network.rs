@@ -44,7 +44,8 @@ pub fn prunable_layers(net: &Network) -> Vec<usize> {
 }
 
 /// Prunes layer `prunable_layers(net)[i]` with `patterns[i]` (None leaves it alone).
-/// `calib` holds `n` input samples. Returns the pruned network and a per-layer report.
+/// `calib` holds `n` input samples. Returns the pruned network and a report with one row per
+/// prunable layer (pruned or not).
 pub fn prune_network(
     net: &Network,
     calib: &[f64],
@@ -95,6 +96,10 @@ pub fn prune_network(
                 _ => unreachable!("prunable layers are dense or convolutional"),
             };
             reports.push(LayerReport { node: name, ..report });
+        } else if let Op::Dense(Dense { weight, .. }) | Op::Conv2d(Conv2d { weight, .. }) = &net.nodes[k].op {
+            // Left alone: listed, so that totals are over the whole network.
+            let kind = net.nodes[k].op.kind();
+            reports.push(LayerReport { node: net.nodes[k].name.clone(), ..layer_report(kind, weight, 0.0, 0.0, 0.0) });
         }
         let inputs: Vec<&[f64]> =
             pruned.nodes[k].inputs.iter().map(|&v| values[v].as_deref().expect("topological order")).collect();

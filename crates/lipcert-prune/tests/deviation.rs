@@ -174,3 +174,24 @@ fn unsupported_graphs_and_bad_boxes_are_refused() {
     let err = certified(&g, &g, &[0.0], &[1.0], &CertifyOptions::default()).unwrap_err().to_string();
     assert!(err.contains("inputs"), "{err}");
 }
+
+#[test]
+fn schedule_stays_within_the_budget() {
+    use lipcert_prune::schedule::{schedule, ScheduleOptions};
+    let mut rng = Rng::new(30);
+    let f = random_mlp(&mut rng, &[3, 16, 16, 2], Some(Activation::Tanh), |n| 1.5 / (n as f64).sqrt(), 0.3);
+    let (lo, hi) = (vec![-1.0; 3], vec![1.0; 3]);
+    let calib = uniform(&mut rng, &lo, &hi, 512);
+    let mut opts = ScheduleOptions::default();
+    opts.certify.splits = 8;
+    for eps in [0.05, 0.3] {
+        let s = schedule(&f, &calib, 512, Method::SparseGpt, &lo, &hi, eps, &opts).unwrap();
+        assert!(s.certified <= eps, "certified {} > budget {eps}", s.certified);
+        assert!(s.report.zeros > 0, "budget {eps}: nothing pruned");
+        let obs = observed_max(&f, &s.network, &lo, &hi, 50_000, 2).unwrap();
+        assert!(obs.max <= s.certified);
+        // Every accepted step is certified and adds zeros.
+        assert!(s.steps.windows(2).all(|w| w[1].zeros > w[0].zeros && w[1].certified <= eps));
+        println!("budget {eps}: {} zeros of {}, sparsities {:?}", s.report.zeros, s.report.weights, s.sparsities);
+    }
+}

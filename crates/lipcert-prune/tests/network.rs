@@ -43,7 +43,7 @@ fn sparsegpt_beats_magnitude(net: &Network, calib: &[f64], n: usize, what: &str)
         let opts = PruneOptions::default();
         let (_, s) = prune_network(net, calib, n, Method::SparseGpt, &patterns, &opts).unwrap();
         let (_, m) = prune_network(net, calib, n, Method::Magnitude, &patterns, &opts).unwrap();
-        let (s, m) = (&s.layers[0], &m.layers[0]);
+        let (s, m) = (&s.layers[i], &m.layers[i]);
         assert!(
             s.recon_error <= m.recon_error,
             "{what} layer {}: SparseGPT {} > magnitude {}",
