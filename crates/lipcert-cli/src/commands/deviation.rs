@@ -101,7 +101,7 @@ pub struct MeasureArgs {
     /// Bound propagation for the certified bound.
     #[arg(long, value_enum, default_value = "crown")]
     bound: BoundMethod,
-    /// Input-box splits that refine the certified bound (default: 64 for models with at most
+    /// Input-box splits that refine the certified bound (default: 4096 for models with at most
     /// 16 inputs, 0 otherwise, where splitting one input at a time does little).
     #[arg(long)]
     splits: Option<usize>,
@@ -125,7 +125,7 @@ pub struct Measures {
 
 impl MeasureArgs {
     pub fn splits_for(&self, net: &Network) -> usize {
-        self.splits.unwrap_or(if net.input_len() <= 16 { 64 } else { 0 })
+        self.splits.unwrap_or(if net.input_len() <= 16 { 4096 } else { 0 })
     }
     pub fn bound_method(&self) -> Method {
         self.bound.method()
