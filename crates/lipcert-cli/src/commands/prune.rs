@@ -172,7 +172,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             prune: opts,
             ..ScheduleOptions::default()
         };
-        let s = schedule(&net, &calib, n, method, &b.lo, &b.hi, eps, &sched_opts)?;
+        // Each candidate is pruned and certified: seconds to minutes, with no natural step count.
+        let spinner = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+        spinner.set_message(format!("searching per-layer sparsities under the budget {eps}"));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        let s = schedule(&net, &calib, n, method, &b.lo, &b.hi, eps, &sched_opts);
+        spinner.finish_and_clear();
+        let s = s?;
         let info = json!({"budget": eps, "certified": s.certified, "sparsities": s.sparsities,
             "evaluations": s.evaluations, "steps": s.steps});
         (s.network, s.report, Some(info))
