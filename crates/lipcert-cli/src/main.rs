@@ -40,6 +40,8 @@ enum Command {
     Attack(commands::attack::Args),
     /// Decide a VNN-LIB property: sat (with a counterexample), unsat, unknown or timeout.
     Verify(commands::verify::Args),
+    /// Distance to the decision boundary: a proven lower and a witnessed upper bound, closed by exact search (l_inf).
+    Boundary(commands::boundary::Args),
     /// Neural controllers in closed loop: train (behaviour cloning of an LQR expert), simulate, compare with a pruned policy.
     Control(commands::control::Args),
     /// Prune dense and convolutional layers (magnitude, OBD, OBS, SparseGPT; unstructured, N:M, or under a certified deviation budget).
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => commands::bounds::run(a),
         Command::Attack(a) => commands::attack::run(a),
         Command::Verify(a) => commands::verify::run(a),
+        Command::Boundary(a) => commands::boundary::run(a),
         Command::Control(a) => commands::control::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Deviation(a) => commands::deviation::run(a),

@@ -21,8 +21,13 @@
 //! high-dimensional inputs) is not implemented yet: such inputs get `Unknown` when the root
 //! bounds, the attack and the MILP (if small enough) do not decide them.
 
+pub mod boundary;
 pub mod milp;
 
+pub use boundary::{
+    decision_boundary, decision_boundary_with_progress, BoundaryNorm, BoundaryOptions, BoundaryResult, LowerProof,
+    Phase, Probe, ProbeOutcome, Progress, UpperSource,
+};
 pub use milp::{
     milp_binaries, milp_minimize, milp_supported, milp_verify, milp_verify_with_bounds, MilpOptions, MilpOutcome,
     Minimum,
@@ -84,7 +89,9 @@ pub struct VerifyOptions {
     /// Where input splitting cannot go on (the root of a box with more than `max_split_inputs`
     /// free inputs, or a sub-box too narrow to halve in f64), a box that CROWN does not refute
     /// goes to the MILP back end (`milp`) when its CROWN intermediate bounds leave at most this
-    /// many binary variables (unstable ReLU-like neurons, max-pool candidates). 0: never.
+    /// many binary variables (unstable ReLU-like neurons, max-pool candidates). 0: never. There
+    /// it is the last resort and gets the remaining time, so the limit only bounds the model's
+    /// size (memory), not the time.
     pub milp_max_binaries: usize,
     /// Inside the input-splitting search, a sub-box that CROWN does not refute goes to the MILP
     /// when it needs at most this many binaries (at most a quarter of `timeout` each; undecided,
@@ -100,7 +107,7 @@ impl Default for VerifyOptions {
             max_split_inputs: 16,
             batch: 64,
             seed: 0,
-            milp_max_binaries: 64,
+            milp_max_binaries: 4096,
             milp_split_max_binaries: 0,
         }
     }
@@ -177,15 +184,24 @@ fn verify_box(
     if p.unsafe_.any_of.is_empty() {
         return Ok(Verdict::Unsat);
     }
-    // 1. An attack finds most violated properties at once.
+    // 1. An attack finds most violated properties at once. On low-dimensional inputs PGD is
+    // so cheap (ACAS Xu: 1000 restarts of 50 steps in 0.2 s) that many restarts pay off.
     let set = InputSet::Box(p.input.clone());
-    let quick = AttackOptions { restarts: 10, steps: 50, seed: opts.seed, ..AttackOptions::default() };
-    let r = attack(net, &set, &p.unsafe_, AttackMethod::Pgd, &quick)?;
-    if let Some(x) = r.counterexample {
-        if let Some(y) = confirm(net, p, &x)? {
-            return Ok(Verdict::Sat { x, y });
+    let restarts = if n <= opts.max_split_inputs { 1000 } else { 10 };
+    let run_attack = |restarts: usize, seed: u64| -> Result<Option<Verdict>, GraphError> {
+        let o = AttackOptions { restarts, steps: 50, seed, ..AttackOptions::default() };
+        let r = attack(net, &set, &p.unsafe_, AttackMethod::Pgd, &o)?;
+        match r.counterexample {
+            Some(x) => Ok(confirm(net, p, &x)?.map(|y| Verdict::Sat { x, y })),
+            None => Ok(None),
         }
+    };
+    if let Some(v) = run_attack(restarts, opts.seed)? {
+        return Ok(v);
     }
+    // Longer searches return to the attack with 4x the restarts (at most 20000) at 2 s, 8 s,
+    // 32 s, ... (a few percent of the time), since some counterexamples hide in small regions.
+    let mut next_attack = (Duration::from_secs(2), restarts * 4, 1u64);
     // 2. Branch and bound over input splits.
     let free = (0..n).filter(|&i| p.input.hi[i] > p.input.lo[i]).count();
     let splittable = free <= opts.max_split_inputs;
@@ -195,6 +211,12 @@ fn verify_box(
     while !stack.is_empty() {
         if start.elapsed() >= opts.timeout {
             return Ok(Verdict::Timeout);
+        }
+        if start.elapsed() >= next_attack.0 {
+            if let Some(v) = run_attack(next_attack.1, opts.seed.wrapping_add(next_attack.2))? {
+                return Ok(v);
+            }
+            next_attack = (next_attack.0 * 4, (next_attack.1 * 4).min(20_000), next_attack.2 + 1);
         }
         let take = opts.batch.max(1).min(stack.len());
         let batch: Vec<Node> = stack.split_off(stack.len() - take);

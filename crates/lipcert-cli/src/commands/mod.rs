@@ -1,4 +1,5 @@
 pub mod attack;
+pub mod boundary;
 pub mod bounds;
 pub mod certify;
 pub mod control;
