@@ -16,7 +16,7 @@
 //!   ascent). Not a bound: a lower bound on the true supremum, the yardstick for the other two.
 
 use lipcert_bounds::{bound, difference_bounds, InputSet, Interval, Method, Options};
-use lipcert_core::rounding::up;
+use lipcert_core::rounding::{gamma, up};
 use lipcert_core::{Dense, GraphError, Network, NetworkBuilder, Op, Rng};
 use lipcert_spectral::lipschitz::{activation_lipschitz, conv_bound, dense_bound, Norm};
 use rayon::prelude::*;
@@ -82,8 +82,16 @@ enum Step {
     },
 }
 
+/// Upper bound on ||v||_2: a sum of n squares is within gamma(n) of the exact one; the margin
+/// also covers one rounding per entry when v is a computed difference.
 fn l2(v: &[f64]) -> f64 {
-    up(v.iter().map(|x| x * x).sum::<f64>().sqrt())
+    up(v.iter().map(|x| x * x).sum::<f64>().sqrt() * (1.0 + gamma(v.len() + 4)))
+}
+
+/// The norm of a computed difference W - W' bounds the exact one's up to the rounding of each
+/// entry (|E| <= u |W - W'| elementwise, so ||E||_2 <= ||E||_F <= u sqrt(entries) ||W - W'||_2).
+fn exact_difference_norm(computed: f64, entries: usize) -> f64 {
+    up(computed * (1.0 + f64::EPSILON * (entries as f64).sqrt()))
 }
 
 /// The two networks must be the same graph with (possibly) different parameters.
@@ -139,7 +147,11 @@ fn chain(a: &Network, b: &Network) -> Result<Vec<Step>, DeviationError> {
                     bias: vec![0.0; p.out_features],
                     ..p.clone()
                 };
-                let dw = if delta.weight.iter().all(|&v| v == 0.0) { 0.0 } else { dense_bound(&delta, Norm::L2).0 };
+                let dw = if delta.weight.iter().all(|&v| v == 0.0) {
+                    0.0
+                } else {
+                    exact_difference_norm(dense_bound(&delta, Norm::L2).0, delta.weight.len())
+                };
                 // The dense layer acts on the last axis: rows of a [.., in] value share it.
                 let repeat = out_len / p.out_features;
                 linear(dense_bound(p, Norm::L2).0, dense_bound(q, Norm::L2).0, dw, &p.bias, &q.bias, repeat)
@@ -147,8 +159,11 @@ fn chain(a: &Network, b: &Network) -> Result<Vec<Step>, DeviationError> {
             (Op::Conv2d(p), Op::Conv2d(q)) => {
                 let mut delta = p.clone();
                 delta.weight = p.weight.iter().zip(&q.weight).map(|(u, v)| u - v).collect();
-                let dw =
-                    if delta.weight.iter().all(|&v| v == 0.0) { 0.0 } else { conv_bound(&delta, in_shape, Norm::L2).0 };
+                let dw = if delta.weight.iter().all(|&v| v == 0.0) {
+                    0.0
+                } else {
+                    exact_difference_norm(conv_bound(&delta, in_shape, Norm::L2).0, delta.weight.len())
+                };
                 let repeat = out_len / p.out_channels;
                 linear(
                     conv_bound(p, in_shape, Norm::L2).0,
@@ -162,7 +177,7 @@ fn chain(a: &Network, b: &Network) -> Result<Vec<Step>, DeviationError> {
             (Op::Affine { scale: s, shift: t }, Op::Affine { scale: s2, shift: t2 }) => {
                 let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 let ds: Vec<f64> = s.iter().zip(s2).map(|(u, v)| u - v).collect();
-                linear(max_abs(s), max_abs(s2), max_abs(&ds), t, t2, 1)
+                linear(max_abs(s), max_abs(s2), up(max_abs(&ds)), t, t2, 1)
             }
             (Op::Activation(p), Op::Activation(q)) if p == q => {
                 Step::Activation { lip: activation_lipschitz(*p), at_zero: p.apply(0.0).abs(), n: out_len }
