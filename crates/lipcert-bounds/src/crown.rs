@@ -127,6 +127,17 @@ pub fn value_bounds(
     Ok(Engine::new(net, set, method, true, opts)?.enclosure)
 }
 
+/// CROWN with lipcert's intersected intermediate bounds only (one engine run instead of
+/// `bound`'s two): half the cost, occasionally looser. For branch and bound on many sub-boxes.
+pub fn bound_crown_fast(
+    net: &Network,
+    set: &InputSet,
+    spec: &[Vec<f64>],
+    opts: &Options,
+) -> Result<Bounds, GraphError> {
+    bound_once(net, set, spec, Method::Crown, true, opts)
+}
+
 /// One run. `intersect`: CROWN's intermediate bounds are intersected with the IBP step
 /// (lipcert's rule); otherwise they replace it (auto_LiRPA's rule).
 fn bound_once(

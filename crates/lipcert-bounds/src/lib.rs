@@ -9,7 +9,7 @@ pub mod input_set;
 pub mod relax;
 
 pub use attack::{attack, Atom, AttackOptions, AttackResult, Method as AttackMethod, StepSchedule, Unsafe};
-pub use crown::{bound, margins, value_bounds, Bounds, Method, Options};
+pub use crown::{bound, bound_crown_fast, margins, value_bounds, Bounds, Method, Options};
 pub use diff::difference_bounds;
 pub use ibp::{ibp, ibp_margins, ibp_spec, Interval};
 pub use input_set::InputSet;

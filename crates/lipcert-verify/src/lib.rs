@@ -299,7 +299,13 @@ fn process(
     let mut open = node.open.clone();
     let mut slack = vec![f64::NEG_INFINITY; atoms.len()];
     for &m in methods {
-        let b = bound(net, &set, &spec, m, &Options::default())?;
+        // Sub-boxes: one CROWN run (lipcert's rule) instead of both rules; on ACAS Xu the same
+        // boxes are refuted (1_1 prop 3: 4749 boxes either way) in 10 to 30% less time.
+        let b = if node.depth > 0 && m == Method::Crown {
+            lipcert_bounds::bound_crown_fast(net, &set, &spec, &Options::default())?
+        } else {
+            bound(net, &set, &spec, m, &Options::default())?
+        };
         for (s, (l, a)) in slack.iter_mut().zip(b.spec_lower.iter().zip(&atoms)) {
             *s = s.max(l - a.d);
         }
