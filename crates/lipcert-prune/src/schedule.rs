@@ -12,12 +12,16 @@ use crate::pruners::{Method, Pattern, PruneOptions};
 use lipcert_core::Network;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct ScheduleOptions {
     /// Sparsity levels a layer moves through, increasing.
     pub levels: Vec<f64>,
+    /// `certify.deadline` is ignored: each candidate gets this long for its box splits (the
+    /// bound is valid whenever the splitting stops; more time only tightens it).
     pub certify: CertifyOptions,
+    pub candidate_time: Duration,
     pub prune: PruneOptions,
 }
 
@@ -26,6 +30,7 @@ impl Default for ScheduleOptions {
         ScheduleOptions {
             levels: vec![0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
             certify: CertifyOptions::default(),
+            candidate_time: Duration::from_secs(2),
             prune: PruneOptions::default(),
         }
     }
@@ -71,7 +76,8 @@ fn evaluate(
     let patterns: Vec<Option<Pattern>> =
         level.iter().map(|&l| (l > 0).then(|| Pattern::Unstructured { sparsity: opts.levels[l] })).collect();
     let (network, report) = prune_network(net, calib, n, method, &patterns, &opts.prune)?;
-    let certified = certified(net, &network, lo, hi, &opts.certify)?.l2;
+    let certify = CertifyOptions { deadline: Some(Instant::now() + opts.candidate_time), ..opts.certify.clone() };
+    let certified = certified(net, &network, lo, hi, &certify)?.l2;
     Ok(Candidate { level, network, report, certified })
 }
 
