@@ -71,3 +71,21 @@ pub fn pow2(e: i32) -> f64 {
         2f64.powi(e)
     }
 }
+
+/// The next f64 above `x` (x itself for +inf and NaN): outward rounding of a single value.
+pub fn next_up(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        x
+    } else if x == 0.0 {
+        f64::from_bits(1)
+    } else if x > 0.0 {
+        f64::from_bits(x.to_bits() + 1)
+    } else {
+        f64::from_bits(x.to_bits() - 1)
+    }
+}
+
+/// The next f64 below `x` (x itself for -inf and NaN).
+pub fn next_down(x: f64) -> f64 {
+    -next_up(-x)
+}

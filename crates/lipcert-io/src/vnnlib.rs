@@ -40,6 +40,7 @@
 //! products, formulas that expand to more than [`MAX_CASES`] cases, gzip-compressed files.
 //! Every error is one line and carries the line number where one applies.
 
+use lipcert_core::rounding::{next_down, next_up};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -551,22 +552,6 @@ fn and(mut a: Dnf, b: Dnf, line: usize) -> Result<Dnf> {
         }
     }
     Ok(Dnf { conjs, literals })
-}
-
-fn next_up(x: f64) -> f64 {
-    if x.is_nan() || x == f64::INFINITY {
-        x
-    } else if x == 0.0 {
-        f64::from_bits(1)
-    } else if x > 0.0 {
-        f64::from_bits(x.to_bits() + 1)
-    } else {
-        f64::from_bits(x.to_bits() - 1)
-    }
-}
-
-fn next_down(x: f64) -> f64 {
-    -next_up(-x)
 }
 
 /// `n / a` rounded up (`up`) or down, from the f64 values `n` and `a != 0`.

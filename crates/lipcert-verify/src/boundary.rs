@@ -56,6 +56,7 @@
 
 use crate::{verify, BoxProperty, Verdict, VerifyOptions};
 use lipcert_bounds::{attack, margins, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe};
+use lipcert_core::rounding::{next_down, next_up};
 use lipcert_core::{GraphError, Network};
 use std::time::{Duration, Instant};
 
@@ -392,23 +393,6 @@ fn check(net: &Network, x0: &[f64], label: usize, opts: &BoundaryOptions) -> Res
         }
     }
     Ok(())
-}
-
-/// The next f64 above `x` (x itself for +inf and NaN).
-fn next_up(x: f64) -> f64 {
-    if x.is_nan() || x == f64::INFINITY {
-        x
-    } else if x == 0.0 {
-        f64::from_bits(1)
-    } else if x > 0.0 {
-        f64::from_bits(x.to_bits() + 1)
-    } else {
-        f64::from_bits(x.to_bits() - 1)
-    }
-}
-
-fn next_down(x: f64) -> f64 {
-    -next_up(-x)
 }
 
 /// Most bisection steps of the CROWN and PGD phases (each also stops at `tol`).
