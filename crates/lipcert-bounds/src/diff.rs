@@ -32,7 +32,7 @@ pub fn difference_bounds(
     method: Method,
     opts: &Options,
 ) -> Result<Vec<Interval>, GraphError> {
-    check_same_graph(f, g)?;
+    same_graph(f, g)?;
     let vf = value_bounds(f, set, method, opts)?;
     let vg = value_bounds(g, set, method, opts)?;
     let n0 = f.input_len();
@@ -182,7 +182,9 @@ pub fn difference_bounds(
     Ok(d)
 }
 
-fn check_same_graph(f: &Network, g: &Network) -> Result<(), GraphError> {
+/// Checks that `f` and `g` are one graph (nodes, operator kinds, wiring, shapes) that may differ
+/// in parameters: the precondition of every comparison of a network with its pruned copy.
+pub fn same_graph(f: &Network, g: &Network) -> Result<(), GraphError> {
     if f.shapes != g.shapes || f.nodes.len() != g.nodes.len() || f.output != g.output {
         return Err(GraphError::Invalid(
             "the two models do not have the same graph (same nodes, shapes and wiring expected)".into(),

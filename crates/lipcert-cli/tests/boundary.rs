@@ -6,23 +6,7 @@ use common::*;
 use lipcert_core::random::random_mlp;
 use lipcert_core::{Activation, Rng};
 use lipcert_io::{export_bytes, DType, ExportPrecision, NpyArray};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// Runs lipcert expecting failure; returns its single stderr line.
-fn fails(args: &[&str]) -> String {
-    let out = lipcert(args);
-    assert!(!out.status.success(), "lipcert {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    err
-}
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_str(&lipcert_ok(args)).expect("stdout is only JSON")
-}
 
 fn write(dir: &Path, name: &str, shape: Vec<usize>, data: Vec<f64>) -> String {
     let p = dir.join(name);

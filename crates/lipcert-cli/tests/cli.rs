@@ -11,17 +11,6 @@ fn demo_path() -> PathBuf {
     repo_root().join("models/demo.onnx")
 }
 
-/// Runs lipcert expecting failure; returns its single stderr line.
-fn fails(args: &[&str]) -> String {
-    let out = lipcert(args);
-    assert!(!out.status.success(), "lipcert {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    err
-}
-
 fn write_npy(dir: &Path, name: &str, shape: Vec<usize>, dtype: DType) -> String {
     let n = shape.iter().product();
     let p = dir.join(name);

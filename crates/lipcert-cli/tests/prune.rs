@@ -6,20 +6,6 @@
 mod common;
 use common::*;
 use lipcert_io::{DType, NpyArray};
-use serde_json::Value;
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_str(&lipcert_ok(args)).unwrap_or_else(|e| panic!("lipcert {args:?}: bad JSON: {e}"))
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = lipcert(args);
-    assert!(!out.status.success(), "lipcert {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    err
-}
 
 #[test]
 fn prune_deviation_and_closed_loop_on_a_trained_controller() {

@@ -15,6 +15,7 @@
 //! - [`observed_max`]: the largest deviation actually found (sampling, then projected gradient
 //!   ascent). Not a bound: a lower bound on the true supremum, the yardstick for the other two.
 
+use lipcert_bounds::diff::same_graph;
 use lipcert_bounds::{bound, difference_bounds, InputSet, Interval, Method, Options};
 use lipcert_core::rounding::{gamma, up};
 use lipcert_core::{Dense, GraphError, Network, NetworkBuilder, Op, Rng};
@@ -94,29 +95,8 @@ fn exact_difference_norm(computed: f64, entries: usize) -> f64 {
     up(computed * (1.0 + f64::EPSILON * (entries as f64).sqrt()))
 }
 
-/// The two networks must be the same graph with (possibly) different parameters.
-fn check_same_graph(a: &Network, b: &Network) -> Result<(), DeviationError> {
-    if a.shapes != b.shapes || a.nodes.len() != b.nodes.len() || a.output != b.output {
-        return Err(DeviationError::Invalid(
-            "the two models do not have the same graph (the pruned model must be a pruned copy of the original)".into(),
-        ));
-    }
-    for (x, y) in a.nodes.iter().zip(&b.nodes) {
-        if x.op.kind() != y.op.kind() || x.inputs != y.inputs {
-            return Err(DeviationError::Invalid(format!(
-                "node '{}' ({}) differs in kind or wiring from node '{}' ({}) of the pruned model",
-                x.name,
-                x.op.kind(),
-                y.name,
-                y.op.kind()
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn chain(a: &Network, b: &Network) -> Result<Vec<Step>, DeviationError> {
-    check_same_graph(a, b)?;
+    same_graph(a, b)?;
     let mut steps = Vec::new();
     for (k, (x, y)) in a.nodes.iter().zip(&b.nodes).enumerate() {
         if x.inputs != [k] {

@@ -1,6 +1,7 @@
 //! `lipcert control`: neural controllers in closed loop. Train a policy by behaviour cloning
 //! of an LQR expert, simulate it (against a pruned copy), describe the systems.
 
+use crate::commands::lipschitz::NormArg;
 use crate::plot::{grid, line_plot, Panel, Series};
 use crate::render::{print_json, table};
 use anyhow::{bail, Context};
@@ -147,14 +148,6 @@ struct SimulateArgs {
     plot_episode: usize,
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum NormArg {
-    #[value(name = "2")]
-    L2,
-    #[value(name = "inf")]
-    Inf,
 }
 
 #[derive(clap::Args)]

@@ -69,3 +69,19 @@ pub fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// Runs lipcert expecting failure; returns its single stderr line (never a panic).
+pub fn fails(args: &[&str]) -> String {
+    let out = lipcert(args);
+    assert!(!out.status.success(), "lipcert {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    err
+}
+
+/// Runs lipcert with `--json` among `args` and parses stdout (which must be only JSON).
+pub fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&lipcert_ok(args)).unwrap_or_else(|e| panic!("lipcert {args:?}: bad JSON: {e}"))
+}
