@@ -168,15 +168,7 @@ fn milp_minimum_matches_dense_grids_and_crown() {
             }
         }
         let min = milp_minimize(&net, &lo, &hi, &c, &milp_opts(20)).unwrap();
-        let crown = bound(
-            &net,
-            &InputSet::Box(Interval::new(lo.clone(), hi.clone())),
-            std::slice::from_ref(&c),
-            Method::Crown,
-            &Options::default(),
-        )
-        .unwrap()
-        .spec_lower[0];
+        let crown = crown_lower(&net, &lo, &hi, &c);
         let tol = 1e-6 * (1.0 + grid_min.abs());
         let what = format!("case {case} (n {n}, m {m}, {} binaries, status {})", min.binaries, min.status);
         assert!(min.optimal, "{what}: not solved to optimality");
@@ -236,15 +228,7 @@ fn milp_encodes_every_piecewise_linear_operator_exactly() {
         let secs = t.elapsed().as_secs_f64();
         let xs = uniform_points(&mut rng, &lo, &hi, 2000);
         let sampled = net.forward(&xs, 2000).unwrap().chunks(c.len()).map(|y| dot(&c, y)).fold(f64::INFINITY, f64::min);
-        let crown = bound(
-            &net,
-            &InputSet::Box(Interval::new(lo.clone(), hi.clone())),
-            std::slice::from_ref(&c),
-            Method::Crown,
-            &Options::default(),
-        )
-        .unwrap()
-        .spec_lower[0];
+        let crown = crown_lower(&net, &lo, &hi, &c);
         let tol = 1e-6 * (1.0 + sampled.abs());
         let what = format!("case {case} ({} binaries, status {}, {secs:.2} s)", min.binaries, min.status);
         println!(
@@ -336,4 +320,10 @@ fn milp_alone_agrees_with_known_acasxu_answers() {
         check_sat(&net, &p, &out.verdict, &what);
         assert_eq!(out.verdict.word(), answer, "{what}: {:?}", out.verdict);
     }
+}
+
+/// CROWN's certified lower bound of c . y over the box [lo, hi].
+fn crown_lower(net: &Network, lo: &[f64], hi: &[f64], c: &[f64]) -> f64 {
+    let set = InputSet::Box(Interval::new(lo.to_vec(), hi.to_vec()));
+    bound(net, &set, &[c.to_vec()], Method::Crown, &Options::default()).unwrap().spec_lower[0]
 }
