@@ -1,11 +1,13 @@
 //! Convolution spectral norms: certified per-frequency Gram brackets ("norm2_circ") against
 //! exact per-frequency SVD, for 64 -> 64 channel 3 x 3 kernels, and how the cost grows with
-//! the input size n and with the channels. One JSON line per case.
+//! the input size n and with the channels; and the symbol bound from a coarse frequency grid
+//! (valid for every input size) against the zero-padded bound on the input's own grid. One JSON
+//! line per case.
 //!
 //! cargo bench -p lipcert-spectral --bench conv_spectral -- [--quick]
 
 use lipcert_core::Rng;
-use lipcert_spectral::conv::{conv_norm, ConvOperator, Padding};
+use lipcert_spectral::conv::{conv_norm, symbol_bound, ConvOperator, Padding};
 use lipcert_spectral::{Method, Options};
 use std::time::Instant;
 
@@ -57,6 +59,19 @@ fn main() {
             b.lower,
             b.upper,
             b.relative_width()
+        );
+    }
+    // The symbol bound (upper only) on coarse grids for the zero-padded 224 x 224 layer.
+    let o = op(64, 224, Padding::Zeros([1, 1, 1, 1]), 1);
+    let opts = Options { iters: None, tol: Some(1e-6), seed: 0 };
+    for grid in [32, 64, 128] {
+        let t = Instant::now();
+        let s = symbol_bound(&o, [grid, grid], Method::Gram, opts).expect("fine grid");
+        println!(
+            "{{\"channels\":64,\"n\":224,\"padding\":\"zeros\",\"method\":\"symbol-grid-{grid}\",\"seconds\":{:.4},\"upper\":{:e},\"factor\":{:e}}}",
+            t.elapsed().as_secs_f64(),
+            s.upper,
+            s.factor
         );
     }
 }

@@ -437,11 +437,38 @@ pub fn conv_norm(op: &ConvOperator, method: Method, opts: Options) -> Result<Bra
     if exact_blocks {
         return Ok(upper_bracket);
     }
-    // Lower bound from the real operator, started at the best block's plane wave.
-    let x = plane_wave(op, nh, nw, stride, best, opts.seed);
-    let refined = op.power_steps(x.clone(), 30);
-    let lower = op.certified_lower(&x).max(op.certified_lower(&refined)).min(upper_bracket.upper);
+    let lower = operator_lower(op, (nh, nw, stride, best), opts.seed).min(upper_bracket.upper);
     Ok(Bracket { lower, upper: upper_bracket.upper, method: upper_bracket.method, iters: upper_bracket.iters })
+}
+
+/// Certified lower bound from the real operator: power iteration started at the plane wave of
+/// frequency `best` of the (strided) nh x nw grid.
+fn operator_lower(
+    op: &ConvOperator,
+    (nh, nw, stride, best): (usize, usize, [usize; 2], (usize, usize)),
+    seed: u64,
+) -> f64 {
+    let x = plane_wave(op, nh, nw, stride, best, seed);
+    let refined = op.power_steps(x.clone(), 30);
+    op.certified_lower(&x).max(op.certified_lower(&refined))
+}
+
+/// Spectral norm bracket of a convolution operator whose upper bound comes from the kernel's
+/// symbol sampled on `grid` (`symbol_bound`): the cost depends on the grid, not on the input
+/// size. The lower bound comes from the real operator.
+pub fn conv_norm_on_grid(
+    op: &ConvOperator,
+    grid: [usize; 2],
+    method: Method,
+    opts: Options,
+) -> Result<(Bracket, SymbolBound), String> {
+    op.validate()?;
+    if method == Method::Power {
+        return Err("power iteration gives no upper bound; use gram, auto or exact with a frequency grid".into());
+    }
+    let symbol = symbol_bound(op, grid, method, opts)?;
+    let lower = operator_lower(op, (grid[0], grid[1], [1, 1], symbol.best), opts.seed).min(symbol.upper);
+    Ok((Bracket { lower, upper: symbol.upper, method: symbol.on_grid.method, iters: symbol.on_grid.iters }, symbol))
 }
 
 /// The operator as an explicit matrix [outputs, inputs] (for `exact` and for tests).
@@ -559,4 +586,70 @@ pub fn toeplitz_bound(op: &ConvOperator, iters: usize) -> Result<f64, String> {
     let (row, col) = kernel.abs_row_col();
     let top = up((row * col).sqrt());
     Ok(up(dense::chain_back(&levels, top) * lipcert_core::rounding::pow2(e0)))
+}
+
+/// An upper bound on sup over all frequencies omega of sigma_1(E(omega)), where
+/// E(omega) = sum_{a,b} K[:, :, a, b] exp(-i (a omega_1 + b omega_2)) is the kernel's symbol.
+#[derive(Clone, Debug)]
+pub struct SymbolBound {
+    /// Certified upper bound on sup_omega sigma_1(E(omega)), hence on the norm of the
+    /// convolution with this kernel on every input size, with zero or circular padding and any
+    /// stride.
+    pub upper: f64,
+    /// The certified bracket of the circular convolution on the sampled grid: its upper end
+    /// bounds the largest sigma_1 over the grid.
+    pub on_grid: Bracket,
+    /// The curvature factor 1 / sqrt(1 - c) applied to `on_grid.upper` (rounded up).
+    pub factor: f64,
+    pub grid: [usize; 2],
+    /// The grid frequency whose block has the largest certified lower bound.
+    pub best: (usize, usize),
+}
+
+/// The curvature constant c = (pi^2 / 2) ((kh - 1) / nh + (kw - 1) / nw)^2 of `symbol_bound`,
+/// rounded up.
+pub fn curvature_constant(kh: usize, kw: usize, grid: [usize; 2]) -> f64 {
+    if kh <= 1 && kw <= 1 {
+        // A 1 x 1 kernel has a constant symbol: the grid value is the supremum.
+        return 0.0;
+    }
+    let s = up(up((kh - 1) as f64 / grid[0] as f64) + up((kw - 1) as f64 / grid[1] as f64));
+    // PI as an f64 is below pi; the next float is above it.
+    let pi = up(std::f64::consts::PI);
+    up(up(pi * pi) / 2.0 * up(s * s))
+}
+
+/// Certified bound on the norm of the convolution for every input size from the circular
+/// blocks on a coarse `grid` (the sound replacement of thesis Thms. 3.7.1 and 3.7.3, whose
+/// printed factors fail: see docs/GUARANTEES.md).
+///
+/// Proof. Let A(omega) = E(omega)^* E(omega) and S = sup_omega lambda_max(A(omega)), attained at
+/// omega* with unit top eigenvector v. g(omega) = v^* A(omega) v is a real trigonometric
+/// polynomial of degree kh - 1 in omega_1 and kw - 1 in omega_2, with 0 <= g <= S and
+/// g(omega*) = S, so grad g(omega*) = 0. The nearest grid point omega_k is within
+/// h_i <= pi / n_i per axis; by Taylor and Bernstein's inequality (||g_ij|| <= m_i m_j ||g||),
+/// g(omega_k) >= S (1 - (m_1 h_1 + m_2 h_2)^2 / 2) >= S (1 - c). Since
+/// lambda_max(A(omega_k)) >= g(omega_k), S <= max_k sigma_1(D_k)^2 / (1 - c). Zero-padded,
+/// strided or circular convolutions on any input are compressions of the infinite-grid
+/// convolution, whose norm is sqrt(S).
+pub fn symbol_bound(op: &ConvOperator, grid: [usize; 2], method: Method, opts: Options) -> Result<SymbolBound, String> {
+    if grid.contains(&0) {
+        return Err("the frequency grid must be positive".into());
+    }
+    let c = curvature_constant(op.kh, op.kw, grid);
+    if c >= 0.5 {
+        let need = |k: usize| ((std::f64::consts::PI * (k.saturating_sub(1)) as f64 * 2.0).ceil() as usize).max(k);
+        return Err(format!(
+            "a {}x{} frequency grid is too coarse for a {}x{} kernel (curvature constant {c:.2} >= 0.5); use at least {}x{}",
+            grid[0],
+            grid[1],
+            op.kh,
+            op.kw,
+            need(op.kh),
+            need(op.kw)
+        ));
+    }
+    let (on_grid, best) = circular_norm(op, grid[0], grid[1], [1, 1], method, opts);
+    let factor = if c == 0.0 { 1.0 } else { up(1.0 / down(down(1.0 - c).sqrt())) };
+    Ok(SymbolBound { upper: up(on_grid.upper * factor), on_grid, factor, grid, best })
 }
