@@ -326,3 +326,21 @@ fn the_curvature_factor_is_needed_and_sufficient_off_grid() {
     println!("the plain grid maximum is below the layer's norm in {grid_below} of {cases} cases");
     assert!(grid_below > 0);
 }
+
+#[test]
+fn window_lower_bound_on_large_inputs_is_below_the_norm_and_close_to_it() {
+    use lipcert_spectral::conv::{conv_norm_on_grid, lower_window, LOWER_WINDOW};
+    let mut rng = Rng::new(4);
+    let opts = Options { iters: None, tol: Some(1e-9), seed: 0 };
+    for (zeros, n) in [(true, LOWER_WINDOW + 4), (false, LOWER_WINDOW + 10)] {
+        let op = random_op(&mut rng, 4, 4, 3, n, 1, zeros);
+        assert!(lower_window(&op).is_some());
+        let reference = conv_norm(&op, Method::Gram, opts).unwrap();
+        let (b, _) = conv_norm_on_grid(&op, [64, 64], Method::Gram, opts).unwrap();
+        assert!(b.lower <= reference.upper, "{b:?} vs {reference:?}");
+        assert!(b.lower >= 0.99 * reference.lower, "{b:?} vs {reference:?}");
+    }
+    // Small inputs and strides use the real operator.
+    assert!(lower_window(&random_op(&mut rng, 2, 2, 3, LOWER_WINDOW + 3, 1, true)).is_none());
+    assert!(lower_window(&random_op(&mut rng, 2, 2, 3, 200, 2, true)).is_none());
+}
