@@ -1,11 +1,19 @@
 //! Network Lipschitz bounds: soundness on random networks with every operator (no pair of
 //! points, no Jacobian may exceed the upper bound), exactness of the product bound on a real
-//! MLP, lower <= upper on every benchmark network, and soundness of the certified radii.
+//! MLP, the proven lower bound (below the upper bound, below the exact constant of linear
+//! networks, close to the f64 search value), lower <= upper on every benchmark network, and
+//! soundness of the certified radii.
 
 use faer::MatRef;
-use lipcert_core::random::random_network;
+use lipcert_core::random::{random_mlp, random_network, ALL_ACTIVATIONS};
+use lipcert_core::rounding::{down, gamma, up};
 use lipcert_core::{Activation, Network, Rng};
-use lipcert_spectral::lipschitz::{activation_lipschitz, network_lipschitz, pair_constants, radii, Norm, Search};
+use lipcert_spectral::dense;
+use lipcert_spectral::lipschitz::{
+    activation_lipschitz, certified_slope, jacobian_lower, network_lipschitz, output_enclosure, pair_constants,
+    pair_slope, radii, Norm, Radii, Search,
+};
+use proptest::prelude::*;
 
 fn norm_of(v: &[f64], norm: Norm) -> f64 {
     match norm {
@@ -96,7 +104,7 @@ fn certified_radii_hold_under_sampled_perturbations() {
                 let x: Vec<f64> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
                 let f = net.forward(&x, 1).unwrap();
                 let label = (0..3).max_by(|&a, &b| f[a].total_cmp(&f[b])).unwrap();
-                let r = radii(&f, label, &lip, pairs.as_deref());
+                let r = radii(&f, &output_enclosure(&net, &x).unwrap(), label, &lip, pairs.as_deref());
                 assert!(r.pair >= r.global && r.global >= 0.0);
                 if r.pair <= 0.0 {
                     continue;
@@ -124,4 +132,147 @@ fn activation_constants_bound_every_slope() {
         assert!(worst <= c && worst >= c * (1.0 - 1e-6), "{a:?}: max slope {worst} vs constant {c}");
     }
     assert!((activation_lipschitz(Activation::Gelu { tanh_approx: false }) - 1.128904).abs() < 1e-6);
+}
+
+fn search(starts: usize, steps: usize, seed: u64) -> Search {
+    Search { starts, steps, seed, points: vec![] }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The proven lower bound never exceeds the certified upper bound (before the clamp in
+    /// `network_lipschitz`), on random MLPs with every activation, in both norms.
+    #[test]
+    fn proven_lower_is_below_certified_upper_on_random_mlps(
+        seed in 0u64..1_000_000,
+        act in 0usize..ALL_ACTIVATIONS.len(),
+        hidden in 1usize..4,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut widths = vec![2 + rng.below(10)];
+        widths.extend((0..hidden).map(|_| 2 + rng.below(14)));
+        widths.push(1 + rng.below(4));
+        let net = random_mlp(&mut rng, &widths, Some(ALL_ACTIVATIONS[act]), |k| (6.0 / k as f64).sqrt(), 0.5);
+        for norm in [Norm::L2, Norm::Inf] {
+            let lip = network_lipschitz(&net, norm, &search(2, 5, seed));
+            let lower = jacobian_lower(&net, norm, &search(2, 5, seed));
+            prop_assert!(lower.value <= lip.upper, "{widths:?} {norm:?}: {} > {}", lower.value, lip.upper);
+            prop_assert_eq!(lower.value.min(lip.upper), lip.lower);
+        }
+    }
+}
+
+/// A one-layer linear network's constant is known exactly: the spectral norm (l2) or the
+/// largest absolute row sum (l_inf). The proven lower bound never exceeds it (its certified
+/// upper end), and it is within 1e-9 of it (a linear map's slope is the same everywhere).
+#[test]
+fn proven_lower_never_exceeds_the_exact_constant_of_a_linear_network() {
+    let mut rng = Rng::new(21);
+    for case in 0..40 {
+        let (n, m) = (1 + rng.below(40), 1 + rng.below(12));
+        let scale = [1e-3, 1.0, 1e3][case % 3];
+        let net = random_mlp(&mut rng, &[n, m], None, |_| scale, scale);
+        let lipcert_core::Op::Dense(d) = &net.nodes[0].op else { unreachable!() };
+        for norm in [Norm::L2, Norm::Inf] {
+            let exact_upper = match norm {
+                Norm::L2 => dense::exact(MatRef::from_column_major_slice(&d.weight, n, m)).upper,
+                Norm::Inf => {
+                    let s = d.weight.chunks(n).map(|r| r.iter().map(|v| v.abs()).sum::<f64>()).fold(0.0, f64::max);
+                    up(s * (1.0 + gamma(n + 1)))
+                }
+            };
+            let lower = jacobian_lower(&net, norm, &search(2, 3, case as u64));
+            assert!(lower.value <= exact_upper, "case {case} {norm:?}: {} > {exact_upper}", lower.value);
+            assert!(
+                lower.value >= exact_upper * (1.0 - 1e-9),
+                "case {case} {norm:?}: {} << {exact_upper}",
+                lower.value
+            );
+        }
+    }
+}
+
+/// On random networks with every operator, the proven lower bound is within 1e-6 relative of
+/// the largest f64 Jacobian norm or slope the search found (what the bound was before).
+#[test]
+fn proven_lower_is_close_to_the_search_value() {
+    let mut rng = Rng::new(5);
+    let mut worst = 0.0f64;
+    for case in 0..12 {
+        let net = random_network(&mut rng);
+        for norm in [Norm::L2, Norm::Inf] {
+            let lower = jacobian_lower(&net, norm, &search(2, 5, case));
+            assert!(lower.value > 0.0 && lower.search > 0.0, "case {case} {norm:?}: {lower:?}");
+            worst = worst.max(1.0 - lower.value / lower.search);
+        }
+    }
+    assert!(worst <= 1e-6, "proven lower bound {worst:e} below the search value");
+}
+
+/// A certified slope is at most, and within 1e-12 of, the plain f64 slope on a pair far
+/// apart; 0 on equal points or an enclosure of the difference that contains 0.
+#[test]
+fn certified_slope_edge_cases() {
+    let mut rng = Rng::new(2);
+    let net = random_mlp(&mut rng, &[3, 5, 2], Some(Activation::Tanh), |_| 1.0, 0.1);
+    let (x, y) = (vec![0.1, 0.2, 0.3], vec![0.4, 0.2, 0.3]);
+    for norm in [Norm::L2, Norm::Inf] {
+        assert_eq!(pair_slope(&net, norm, &x, &x), 0.0);
+        let wide = lipcert_bounds::Interval::new(vec![-1.0, -1e-9], vec![1e-9, 1.0]);
+        assert_eq!(certified_slope(norm, &x, &y, &wide), 0.0);
+        let (a, b) = (net.forward(&x, 1).unwrap(), net.forward(&y, 1).unwrap());
+        let plain = norm_of(&[a[0] - b[0], a[1] - b[1]], norm) / norm_of(&[0.3, 0.0, 0.0], norm);
+        let s = pair_slope(&net, norm, &x, &y);
+        assert!(s <= plain && s >= plain * (1.0 - 1e-12), "{norm:?}: {s} vs {plain}");
+    }
+}
+
+/// Radii from the f64 margins, with the old relative allowance of 1e-9 of max(1, max |f|) per
+/// output (`allowance` 1e-9) or without any (`allowance` 0).
+fn f64_radii(f: &[f64], y: usize, norm: Norm, upper: f64, pairs: Option<&[f64]>, allowance: f64) -> (f64, f64) {
+    let m = f.len();
+    let a = allowance * f.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+    let gap = |j: usize| f[y] - f[j] - 2.0 * a;
+    let margin = (0..m).filter(|&j| j != y).map(gap).fold(f64::INFINITY, f64::min);
+    if margin <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let factor = if norm == Norm::L2 { 2f64.sqrt() } else { 2.0 };
+    let global = down(margin / up(factor * upper));
+    let pair = pairs.map_or(global, |p| {
+        (0..m).filter(|&j| j != y).map(|j| down(gap(j) / p[y * m + j])).fold(f64::INFINITY, f64::min)
+    });
+    (global, pair.max(global))
+}
+
+/// The certified radii (enclosure margins) are never larger than the radii from the plain f64
+/// margins, and differ from the old allowance-based radii by less than 1e-6 relative.
+#[test]
+fn certified_radii_are_never_above_the_f64_radii() {
+    let mut rng = Rng::new(13);
+    let (mut compared, mut worst_vs_old) = (0, 0.0f64);
+    for case in 0..8 {
+        let net = random_network(&mut rng);
+        let n = net.input_len();
+        for norm in [Norm::L2, Norm::Inf] {
+            let lip = network_lipschitz(&net, norm, &search(1, 1, case));
+            let pairs = pair_constants(&net, &lip);
+            for _ in 0..40 {
+                let x: Vec<f64> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+                let f = net.forward(&x, 1).unwrap();
+                let label = (0..f.len()).max_by(|&a, &b| f[a].total_cmp(&f[b])).unwrap();
+                let r: Radii = radii(&f, &output_enclosure(&net, &x).unwrap(), label, &lip, pairs.as_deref());
+                let plain = f64_radii(&f, label, norm, lip.upper, pairs.as_deref(), 0.0);
+                let old = f64_radii(&f, label, norm, lip.upper, pairs.as_deref(), 1e-9);
+                assert!(r.global <= plain.0 && r.pair <= plain.1, "case {case}: {r:?} vs f64 {plain:?}");
+                if old.1 > 0.0 {
+                    compared += 1;
+                    worst_vs_old = worst_vs_old.max((r.pair / old.1 - 1.0).abs());
+                }
+            }
+        }
+    }
+    assert!(compared > 50, "only {compared} samples had a positive radius");
+    assert!(worst_vs_old <= 1e-6, "certified radii differ from the old ones by {worst_vs_old:e}");
 }

@@ -4,7 +4,7 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_bounds::{attack, margins, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe};
 use lipcert_io::NpyArray;
-use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, radii, Search};
+use lipcert_spectral::lipschitz::{network_lipschitz, output_enclosure, pair_constants, radii, Search};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -149,7 +149,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 pgd_margin: None,
             };
             if let Some(l) = &lip {
-                s.lipschitz_radius = Some(radii(&f[i * classes..(i + 1) * classes], label, l, pairs.as_deref()).pair);
+                // The radii use certified margins: IBP enclosures of the outputs at the sample.
+                let bounds = output_enclosure(net, row)?;
+                let r = radii(&f[i * classes..(i + 1) * classes], &bounds, label, l, pairs.as_deref());
+                s.lipschitz_radius = Some(r.pair);
             }
             if s.correct() {
                 let set = match args.norm {

@@ -65,7 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return print_json(&json!({
             "norm": args.norm.norm().name(),
             "layers": layers,
-            "global": {"upper": opt(Some(lip.upper)), "lower": opt(Some(lip.lower))},
+            "global": {"upper": opt(Some(lip.upper)), "lower": opt(Some(lip.lower)),
+                       "lower_search": opt(Some(lip.lower_search))},
             "estimate": estimate.map(|v| json!({"kind": "estimate", "source": "paper 002 Prop. 5", "value": v})),
             "time_s": time_s,
         }));
@@ -85,7 +86,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     print!("{}", table(&["#", "node", "op", "lower (certified)", "upper (certified)"], &rows));
     println!("global upper: graph composition of the layer bounds (products; sums at residual adds)");
-    println!("global lower: largest Jacobian norm or slope found ({} starts x {} steps)", args.starts, args.steps);
+    println!(
+        "global lower: largest slope ||f(y) - f(x)|| / ||y - x|| certified by IBP enclosures, over pairs \
+         proposed by a search on Jacobian norms and slopes ({} starts x {} steps; largest f64 value found {})",
+        args.starts,
+        args.steps,
+        fmt(Some(lip.lower_search))
+    );
     if let Some(e) = estimate {
         println!("architecture estimate (paper 002 Prop. 5, NOT a bound): {e:.6}");
     }
