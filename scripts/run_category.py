@@ -2,12 +2,14 @@
 """Runs `lipcert verify` on every instance of a VNN-COMP category and writes a results csv.
 
 usage: scripts/run_category.py CATEGORY_DIR [--out results.csv] [--timeout-scale 1.0] [--max-timeout S]
-                               [--known ../shared/benchmarks/known_answers.csv]
+                               [--known ../shared/benchmarks/known_answers.csv] [--lipcert BINARY]
+                               [--filter SUBSTRING]
 
 CATEGORY_DIR holds <category>_instances.csv (onnx,vnnlib,timeout per line). Each instance runs with
 its csv timeout (times --timeout-scale, capped by --max-timeout). The csv gets
 onnx,vnnlib,result,time_s,boxes,known; the summary counts answers and flags any answer that
-contradicts known_answers.csv (a wrong answer makes the script exit 1).
+contradicts known_answers.csv (a wrong answer makes the script exit 1). --filter keeps the instances
+whose onnx or vnnlib path contains the substring (e.g. `256x2` or `_0.05`); --lipcert runs another binary.
 """
 import argparse
 import csv
@@ -28,10 +30,14 @@ def main():
     ap.add_argument("--timeout-scale", type=float, default=1.0)
     ap.add_argument("--max-timeout", type=float, default=float("inf"))
     ap.add_argument("--known", default=str(ROOT.parent / "shared" / "benchmarks" / "known_answers.csv"))
+    ap.add_argument("--lipcert", default=str(LIPCERT))
+    ap.add_argument("--filter", action="append", default=[],
+                    help="keep instances whose onnx or vnnlib path contains this (repeatable: all must match)")
     args = ap.parse_args()
     cat = Path(args.category)
     name = cat.name
-    instances = list(csv.reader(open(cat / f"{name}_instances.csv")))
+    instances = [r for r in csv.reader(open(cat / f"{name}_instances.csv")) if r]
+    instances = [r for r in instances if all(f in r[0] or f in r[1] for f in args.filter)]
     known = {}
     if Path(args.known).exists():
         for row in csv.DictReader(open(args.known)):
@@ -41,7 +47,7 @@ def main():
     for onnx, prop, timeout in instances:
         t = min(float(timeout) * args.timeout_scale, args.max_timeout)
         start = time.time()
-        out = subprocess.run([str(LIPCERT), "verify", str(cat / onnx), str(cat / prop), "--timeout", str(t), "--json"],
+        out = subprocess.run([args.lipcert, "verify", str(cat / onnx), str(cat / prop), "--timeout", str(t), "--json"],
                              capture_output=True, text=True)
         wall = time.time() - start
         if out.returncode != 0:

@@ -124,7 +124,7 @@ pub fn value_bounds(
     method: Method,
     opts: &Options,
 ) -> Result<Vec<Interval>, GraphError> {
-    Ok(Engine::new(net, set, method, true, opts)?.enclosure)
+    Ok(Engine::new(net, set, method, true, opts, &[], None, true)?.enclosure)
 }
 
 /// CROWN with lipcert's intersected intermediate bounds only (one engine run instead of
@@ -138,6 +138,189 @@ pub fn bound_crown_fast(
     bound_once(net, set, spec, Method::Crown, true, opts)
 }
 
+/// A ReLU split decision: element `index` of value `value` (the input of a ReLU or LeakyReLU
+/// node) is restricted to `>= 0` (`active`) or `<= 0` (inactive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Split {
+    pub value: ValueId,
+    pub index: usize,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SplitOptions {
+    /// `alpha_iterations` and `alpha_lr` drive the joint alpha(-beta) optimization of the
+    /// specification rows (0 iterations: CROWN with the split clamps only).
+    pub crown: Options,
+    /// beta-CROWN: optimize a Lagrange multiplier per split and row jointly with the slopes.
+    pub beta: bool,
+    /// Adam learning rate of the multipliers.
+    pub beta_lr: f64,
+    /// alpha-CROWN for the intermediate bounds that are (re)computed (costly; for the root).
+    pub alpha_intermediate: bool,
+    /// With `parent` bounds: recompute (CROWN with the clamps) the intermediate bounds after
+    /// the earliest split that the parent does not have. Otherwise every intermediate bound is
+    /// the parent's (clamped), as in beta-CROWN, and the splits reach the other neurons through
+    /// the multipliers only.
+    pub recompute_intermediate: bool,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        SplitOptions {
+            crown: Options { alpha_iterations: 10, ..Options::default() },
+            beta: true,
+            beta_lr: 0.05,
+            alpha_intermediate: false,
+            recompute_intermediate: true,
+        }
+    }
+}
+
+/// Bounds over the part of an input box where every split holds (a subdomain).
+#[derive(Clone, Debug)]
+pub struct SplitBounds {
+    /// Per specification row c: a lower bound of c . y over the subdomain.
+    pub spec_lower: Vec<f64>,
+    /// Per value id: sound bounds over the subdomain of every value that feeds a nonlinear node
+    /// (split elements clamped); `None` for the others. Pass them in a `Parent` for a child.
+    pub pre_activation: Vec<Option<Interval>>,
+    /// Per value id of a ReLU-like node's input: each specification row's backward coefficient
+    /// on that node's output, `[rows, length]`, at the row's best iterate (for branching).
+    pub coefficients: Vec<Option<Vec<f64>>>,
+    /// Per specification row: the input minimizing its relaxed bound, `[rows, input length]`.
+    pub minimizers: Vec<f64>,
+    /// The optimized slopes and multipliers of each row's best iterate (a warm start for the
+    /// children).
+    pub warm: Warm,
+}
+
+/// What a parent subdomain knows about the rows: a starting point for the alpha-beta
+/// optimization, per node lower slopes `[rows, node input length]` (used where admissible,
+/// clamped into the admissible range) and multipliers `[rows, splits]` in the order of the
+/// splits given (negative or non-finite ones count as 0); and `lower`, per row (or empty), a
+/// lower bound already certified over a superset of the subdomain, kept when tighter. CROWN is
+/// not monotone in the intermediate bounds (adaptive slopes can flip), so a split bound alone
+/// can come out looser than its parent's; with `lower` it never does.
+#[derive(Clone, Debug, Default)]
+pub struct Warm {
+    pub alpha: Vec<Option<Vec<f64>>>,
+    pub beta: Vec<f64>,
+    pub lower: Vec<f64>,
+}
+
+/// A parent subdomain's bounds for `bound_with_splits` on a child: the `pre_activation` of a
+/// `bound_with_splits` call with `splits`, every one of which the child must also have (so the
+/// parent's subdomain contains the child's and its bounds hold there).
+#[derive(Clone, Copy, Debug)]
+pub struct Parent<'p> {
+    pub pre_activation: &'p [Option<Interval>],
+    pub splits: &'p [Split],
+}
+
+fn check_splits(net: &Network, splits: &[Split], parent: Option<Parent>) -> Result<(), GraphError> {
+    if let Some(p) = parent {
+        if p.pre_activation.len() != net.shapes.len() || p.splits.iter().any(|s| !splits.contains(s)) {
+            return Err(GraphError::Data(
+                "the parent's bounds are not for this network, or the parent has a split the subdomain lacks".into(),
+            ));
+        }
+        for (v, iv) in p.pre_activation.iter().enumerate() {
+            if iv.as_ref().is_some_and(|iv| iv.lo.len() != net.value_len(v) || iv.hi.len() != net.value_len(v)) {
+                return Err(GraphError::Data(format!("the parent's bounds of value {v} have the wrong length")));
+            }
+        }
+    }
+    for s in splits {
+        let ok = net.nodes.iter().any(|n| n.inputs[0] == s.value && is_piecewise_linear(&n.op))
+            && s.index < net.value_len(s.value);
+        if !ok {
+            return Err(GraphError::Data(format!(
+                "split on element {} of value {}: not an element of a ReLU-like node's input",
+                s.index, s.value
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// CROWN / alpha-CROWN / beta-CROWN bounds of `spec` rows over the subdomain of the input set
+/// `set` where every split holds; `Ok(None)` when the splits are infeasible there (some
+/// enclosure over the subdomain came out empty, so no point of the set satisfies them:
+/// vacuously verified).
+///
+/// Each split's pre-activation interval is clamped to its side before the ReLU is relaxed, so
+/// its relaxation is exact (identity or zero), and every later intermediate bound is
+/// recomputed with the clamped relaxations (CROWN, intersected with the IBP step and with
+/// `parent`'s bounds). Values up to the earliest split the parent lacks take `parent`'s bounds
+/// unchanged.
+/// With `opts.beta` the rows also carry the split constraints with optimized multipliers.
+/// `warm.lower` must hold on a superset of this subdomain (e.g. the parent's `spec_lower`).
+pub fn bound_with_splits(
+    net: &Network,
+    set: &InputSet,
+    spec: &[Vec<f64>],
+    splits: &[Split],
+    parent: Option<Parent>,
+    warm: Option<&Warm>,
+    opts: &SplitOptions,
+) -> Result<Option<SplitBounds>, GraphError> {
+    let out_len = net.output_len();
+    if let Some((i, _)) = spec.iter().enumerate().find(|(_, c)| c.len() != out_len || c.iter().any(|v| !v.is_finite()))
+    {
+        return Err(GraphError::Data(format!("specification row {i} is not {out_len} finite coefficients")));
+    }
+    check_splits(net, splits, parent)?;
+    let crown = Options { alpha_intermediate: opts.alpha_intermediate, ..opts.crown.clone() };
+    let engine = Engine::new(net, set, Method::AlphaCrown, true, &crown, splits, parent, opts.recompute_intermediate)?;
+    if engine.infeasible {
+        return Ok(None);
+    }
+    let m = spec.len();
+    let flat: Vec<f64> = spec.iter().flatten().copied().collect();
+    let (lower, rec, minimizers, mut next) = if m == 0 {
+        (Vec::new(), vec![None; net.nodes.len()], Vec::new(), Warm::default())
+    } else {
+        let beta_splits: &[Split] = if opts.beta { splits } else { &[] };
+        let o = engine.optimize(net.output, flat, m, beta_splits, opts.beta_lr, true, warm);
+        (o.best, o.rec, o.x, o.warm)
+    };
+    let mut spec_lower: Vec<f64> =
+        ibp_spec(net, &engine.enclosure, spec).iter().zip(&lower).map(|(a, b)| a.max(*b)).collect();
+    if let Some(w) = warm.filter(|w| w.lower.len() == m) {
+        for (s, l) in spec_lower.iter_mut().zip(&w.lower) {
+            *s = s.max(*l);
+        }
+    }
+    next.lower = spec_lower.clone();
+    let mut pre_activation = vec![None; net.shapes.len()];
+    let mut coefficients = vec![None; net.shapes.len()];
+    for (k, node) in net.nodes.iter().enumerate() {
+        if is_nonlinear(&node.op) {
+            pre_activation[node.inputs[0]] = Some(engine.enclosure[node.inputs[0]].clone());
+        }
+        if is_piecewise_linear(&node.op) {
+            coefficients[node.inputs[0]] = Some(rec[k].clone().unwrap_or_else(|| vec![0.0; m * net.value_len(k + 1)]));
+        }
+    }
+    Ok(Some(SplitBounds { spec_lower, pre_activation, coefficients, minimizers, warm: next }))
+}
+
+/// Sound bounds of every value over the subdomain of `set` where the splits hold (as
+/// `bound_with_splits` computes them, CROWN intermediate bounds), for a MILP encoding of the
+/// subdomain; `Ok(None)` when the splits are infeasible.
+pub fn split_value_bounds(
+    net: &Network,
+    set: &InputSet,
+    splits: &[Split],
+    parent: Option<Parent>,
+) -> Result<Option<Vec<Interval>>, GraphError> {
+    check_splits(net, splits, parent)?;
+    let opts = Options::default();
+    let engine = Engine::new(net, set, Method::Crown, true, &opts, splits, parent, true)?;
+    Ok((!engine.infeasible).then_some(engine.enclosure))
+}
+
 /// One run. `intersect`: CROWN's intermediate bounds are intersected with the IBP step
 /// (lipcert's rule); otherwise they replace it (auto_LiRPA's rule).
 fn bound_once(
@@ -149,7 +332,7 @@ fn bound_once(
     opts: &Options,
 ) -> Result<Bounds, GraphError> {
     let out_len = net.output_len();
-    let engine = Engine::new(net, set, method, intersect, opts)?;
+    let engine = Engine::new(net, set, method, intersect, opts, &[], None, true)?;
     if method == Method::Ibp {
         let out = &engine.enclosure[net.output];
         return Ok(Bounds {
@@ -242,6 +425,29 @@ struct Engine<'a> {
     bias: Vec<Option<Vec<f64>>>,
     /// Linear nodes: per output element, the factor that bounds one backward step's rounding.
     lin_err: Vec<Option<Vec<f64>>>,
+    /// ReLU split constraints per value id: (element, active).
+    splits: Vec<Vec<(usize, bool)>>,
+    /// A split made some pre-activation interval empty: the subdomain has no point.
+    infeasible: bool,
+}
+
+/// Lagrange multipliers of split constraints (beta-CROWN) for a block of `m` rows:
+/// `values[i * splits.len() + s] >= 0` for row i and split s.
+struct Betas<'b> {
+    splits: &'b [Split],
+    values: &'b [f64],
+}
+
+/// alpha(-beta)-CROWN on one block: the best bound per row, with (when asked) the backward
+/// coefficients on every nonlinear node's output and the minimizing input of that best iterate.
+struct Optimized {
+    best: Vec<f64>,
+    /// Per node, `[rows, node output length]`.
+    rec: Vec<Option<Vec<f64>>>,
+    /// `[rows, input length]`.
+    x: Vec<f64>,
+    /// The slopes and multipliers of each row's best iterate (when `detail`).
+    warm: Warm,
 }
 
 /// Result of one backward pass over a block of rows.
@@ -262,12 +468,20 @@ fn is_piecewise_linear(op: &Op) -> bool {
 }
 
 impl<'a> Engine<'a> {
+    /// `splits` clamp pre-activation intervals (see `bound_with_splits`); `parent` holds sound
+    /// bounds (over a superset of the subdomain) of the values that feed nonlinear nodes:
+    /// they are intersected in, and up to the earliest split value (everywhere unless
+    /// `recompute`) they replace CROWN.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         net: &'a Network,
         set: &'a InputSet,
         method: Method,
         intersect: bool,
         opts: &'a Options,
+        splits: &[Split],
+        parent: Option<Parent>,
+        recompute: bool,
     ) -> Result<Self, GraphError> {
         let len = net.input_len();
         if set.len() != len {
@@ -292,7 +506,14 @@ impl<'a> Engine<'a> {
             optimize_intermediate: method == Method::AlphaCrown && opts.alpha_intermediate,
             bias: vec![None; nodes],
             lin_err: vec![None; nodes],
+            splits: vec![Vec::new(); net.shapes.len()],
+            infeasible: false,
         };
+        for s in splits {
+            e.splits[s.value].push((s.index, s.active));
+        }
+        // The earliest value with a split the parent lacks: bounds before it cannot change.
+        let first_split = splits.iter().filter(|s| parent.is_none_or(|p| !p.splits.contains(s))).map(|s| s.value).min();
         // Which values feed a nonlinear node, and whether all such consumers are piecewise linear.
         let mut feeds = vec![(false, true); net.shapes.len()];
         for node in &net.nodes {
@@ -318,9 +539,20 @@ impl<'a> Engine<'a> {
             }
             let mut b = ibp_node(net, k, &e.enclosure);
             let v = k + 1;
-            if feeds[v].0 {
+            // The parent's bounds hold on the subdomain. Up to the earliest split value they are
+            // what CROWN would compute again (no split lies before them), so CROWN is skipped.
+            let reuse = parent.and_then(|p| p.pre_activation.get(v)).and_then(|o| o.as_ref());
+            if let Some(pb) = reuse {
+                for j in 0..b.lo.len() {
+                    b.lo[j] = b.lo[j].max(pb.lo[j]);
+                    b.hi[j] = b.hi[j].min(pb.hi[j]);
+                }
+            }
+            let skip_crown = reuse.is_some() && (!recompute || first_split.is_none_or(|s| v <= s));
+            if feeds[v].0 && !skip_crown {
+                let split_here = |j: usize| e.splits[v].iter().any(|&(i, _)| i == j);
                 let select: Vec<usize> = if method != Method::CrownPure && feeds[v].1 {
-                    (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0).collect()
+                    (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !split_here(j)).collect()
                 } else {
                     (0..b.lo.len()).collect()
                 };
@@ -338,7 +570,7 @@ impl<'a> Engine<'a> {
                     // alpha-CROWN for the neurons CROWN leaves unstable (or every neuron for
                     // smooth activations, whose relaxations depend on the bounds everywhere).
                     let select: Vec<usize> = if feeds[v].1 {
-                        (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0).collect()
+                        (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !split_here(j)).collect()
                     } else {
                         select
                     };
@@ -348,6 +580,27 @@ impl<'a> Engine<'a> {
                         b.hi[j] = b.hi[j].min(h);
                     }
                 }
+            }
+            // Split neurons: the pre-activation interval is clamped to the split's side, which
+            // makes the ReLU's relaxation exact; an empty interval means no point of the
+            // subdomain satisfies the splits.
+            for &(j, active) in &e.splits[v] {
+                if active {
+                    b.lo[j] = b.lo[j].max(0.0);
+                } else {
+                    b.hi[j] = b.hi[j].min(0.0);
+                }
+                if b.lo[j] > b.hi[j] || b.lo[j].is_nan() || b.hi[j].is_nan() {
+                    e.infeasible = true;
+                }
+            }
+            // Every bound holds on the subdomain, so an empty intersection anywhere also
+            // shows that no point of the box satisfies the splits.
+            if !splits.is_empty() && b.lo.iter().zip(&b.hi).any(|(l, h)| l > h) {
+                e.infeasible = true;
+            }
+            if e.infeasible {
+                return Ok(e);
             }
             e.mag.push(b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect());
             e.enclosure.push(b);
@@ -445,7 +698,7 @@ impl<'a> Engine<'a> {
                 let low = if optimize {
                     self.alpha_optimize(v, rows, m)
                 } else {
-                    self.backward(v, rows, m, None, false).lower
+                    self.backward(v, rows, m, None, None, false).lower
                 };
                 let (l, u) = low.split_at(chunk.len());
                 (l.to_vec(), u.iter().map(|x| -x).collect())
@@ -470,7 +723,7 @@ impl<'a> Engine<'a> {
                 if optimize {
                     self.alpha_optimize(v, flat, chunk.len())
                 } else {
-                    self.backward(v, flat, chunk.len(), None, false).lower
+                    self.backward(v, flat, chunk.len(), None, None, false).lower
                 }
             })
             .collect();
@@ -478,7 +731,15 @@ impl<'a> Engine<'a> {
     }
 
     /// One backward pass of `m` rows from value `start` to the input.
-    fn backward(&self, start: ValueId, rows: Vec<f64>, m: usize, alpha: Option<&Slopes>, record: bool) -> Backward {
+    fn backward(
+        &self,
+        start: ValueId,
+        rows: Vec<f64>,
+        m: usize,
+        alpha: Option<&Slopes>,
+        beta: Option<&Betas>,
+        record: bool,
+    ) -> Backward {
         let net = self.net;
         let mut coef: Vec<Option<Vec<f64>>> = vec![None; start + 1];
         coef[start] = Some(rows);
@@ -486,6 +747,9 @@ impl<'a> Engine<'a> {
         let mut err = vec![0.0f64; m];
         let mut recorded: Vec<Option<Vec<f64>>> = vec![None; net.nodes.len()];
         for k in (0..start).rev() {
+            if let (Some(bt), true) = (beta, k + 1 < start) {
+                self.inject_beta(k + 1, bt, m, &mut coef, &mut err);
+            }
             let Some(a) = coef[k + 1].take() else {
                 continue;
             };
@@ -594,6 +858,9 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        if let (Some(bt), true) = (beta, start > 0) {
+            self.inject_beta(0, bt, m, &mut coef, &mut err);
+        }
         let input = coef[0].take().unwrap_or_else(|| vec![0.0; m * net.input_len()]);
         let lower = self.concretize(&input, m, &bias, &err);
         Backward { lower, input, recorded }
@@ -636,10 +903,53 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
+    /// Adds the split constraints on value `v` to the rows (beta-CROWN): a row bounds
+    /// c . y - sum_s beta_s sigma_s z_s, where sigma_s z_s >= 0 on the subdomain (sigma = +1 for
+    /// an active split, z >= 0; -1 for an inactive one, z <= 0), so for beta >= 0 its lower bound
+    /// is also one of c . y there. The addition rounds: u (|a| + beta) |z|.
+    fn inject_beta(&self, v: ValueId, bt: &Betas, m: usize, coef: &mut [Option<Vec<f64>>], err: &mut [f64]) {
+        let n = bt.splits.len();
+        let len = self.net.value_len(v);
+        for (si, s) in bt.splits.iter().enumerate() {
+            if s.value != v {
+                continue;
+            }
+            let slot = coef[v].get_or_insert_with(|| vec![0.0; m * len]);
+            for i in 0..m {
+                let b = bt.values[i * n + si];
+                if b == 0.0 {
+                    continue;
+                }
+                let c = &mut slot[i * len + s.index];
+                err[i] += U * (c.abs() + b) * self.mag[v][s.index];
+                *c += if s.active { -b } else { b };
+            }
+        }
+    }
+
     /// alpha-CROWN on one block of rows: projected Adam ascent on the lower slopes of unstable
     /// ReLU-like neurons, starting from CROWN's slopes; returns the best bound seen per row
     /// (every iterate is a valid bound, so the maximum is too).
     fn alpha_optimize(&self, start: ValueId, rows: Vec<f64>, m: usize) -> Vec<f64> {
+        self.optimize(start, rows, m, &[], 0.0, false, None).best
+    }
+
+    /// alpha-CROWN, and with `splits` also beta-CROWN: the multipliers of the split constraints
+    /// (from 0 or from `warm`, kept non-negative, Adam with rate `beta_lr`) are optimized
+    /// jointly with the slopes. The gradient in a multiplier is -sigma z at the row's minimizer
+    /// of the relaxed network (the envelope argument again). `detail`: keep the coefficients,
+    /// minimizer, slopes and multipliers of each row's best iterate.
+    #[allow(clippy::too_many_arguments)]
+    fn optimize(
+        &self,
+        start: ValueId,
+        rows: Vec<f64>,
+        m: usize,
+        splits: &[Split],
+        beta_lr: f64,
+        detail: bool,
+        warm: Option<&Warm>,
+    ) -> Optimized {
         let mut alpha: Slopes = self
             .relax
             .iter()
@@ -659,16 +969,77 @@ impl<'a> Engine<'a> {
                 _ => Vec::new(),
             })
             .collect();
+        let all_splits = splits.len();
+        let splits: Vec<Split> = splits.iter().copied().filter(|s| s.value < start).collect();
+        let ns = splits.len();
+        let mut beta = vec![0.0f64; m * ns];
+        // Warm start: any slope in the admissible range and any beta >= 0 give valid bounds,
+        // so the starting point only affects how good the bound gets.
+        if let Some(w) = warm {
+            for (k, al) in alpha.iter_mut().enumerate() {
+                let (Some(al), Some(Some(wa)), Some(Relax::Elementwise(rel))) = (al, w.alpha.get(k), &self.relax[k])
+                else {
+                    continue;
+                };
+                if wa.len() != al.len() {
+                    continue;
+                }
+                let len = rel.len();
+                for &j in &unstable[k] {
+                    let (lo, hi) = rel[j].alpha_range.expect("unstable neuron");
+                    for row in 0..m {
+                        let v = wa[row * len + j];
+                        if v.is_finite() {
+                            al[row * len + j] = v.clamp(lo, hi);
+                        }
+                    }
+                }
+            }
+            if ns == all_splits && w.beta.len() == m * ns {
+                for (b, v) in beta.iter_mut().zip(&w.beta) {
+                    *b = if v.is_finite() { v.max(0.0) } else { 0.0 };
+                }
+            }
+        }
+        let (mut bm1, mut bm2) = (vec![0.0f64; m * ns], vec![0.0f64; m * ns]);
+        let free = unstable.iter().any(|u| !u.is_empty()) || ns > 0;
+        let iterations = if free { self.opts.alpha_iterations } else { 0 };
         let mut first: Slopes = alpha.iter().map(|a| a.as_ref().map(|v| vec![0.0; v.len()])).collect();
         let mut second = first.clone();
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         let mut best = vec![f64::NEG_INFINITY; m];
-        for it in 0..=self.opts.alpha_iterations {
-            let bw = self.backward(start, rows.clone(), m, Some(&alpha), true);
+        let input_len = self.net.input_len();
+        let mut best_rec: Vec<Option<Vec<f64>>> = vec![None; self.net.nodes.len()];
+        let mut best_x = if detail { vec![0.0; m * input_len] } else { Vec::new() };
+        let mut best_alpha: Slopes = if detail { alpha.clone() } else { Vec::new() };
+        let mut best_beta = if detail { beta.clone() } else { Vec::new() };
+        for it in 0..=iterations {
+            let betas = Betas { splits: &splits, values: &beta };
+            let bw = self.backward(start, rows.clone(), m, Some(&alpha), (ns > 0).then_some(&betas), true);
+            if detail {
+                let x = self.minimizer(&bw.input, m);
+                for i in (0..m).filter(|&i| bw.lower[i] > best[i]) {
+                    best_x[i * input_len..(i + 1) * input_len].copy_from_slice(&x[i * input_len..(i + 1) * input_len]);
+                    best_beta[i * ns..(i + 1) * ns].copy_from_slice(&beta[i * ns..(i + 1) * ns]);
+                    for (ba, a) in best_alpha.iter_mut().zip(&alpha) {
+                        if let (Some(ba), Some(a)) = (ba, a) {
+                            let len = a.len() / m;
+                            ba[i * len..(i + 1) * len].copy_from_slice(&a[i * len..(i + 1) * len]);
+                        }
+                    }
+                    for (k, r) in bw.recorded.iter().enumerate() {
+                        if let Some(r) = r {
+                            let len = r.len() / m;
+                            let slot = best_rec[k].get_or_insert_with(|| vec![0.0; r.len()]);
+                            slot[i * len..(i + 1) * len].copy_from_slice(&r[i * len..(i + 1) * len]);
+                        }
+                    }
+                }
+            }
             for (b, l) in best.iter_mut().zip(&bw.lower) {
                 *b = b.max(*l);
             }
-            if it == self.opts.alpha_iterations {
+            if it == iterations {
                 break;
             }
             let values = self.relaxed_forward(start, &bw, &alpha, m);
@@ -697,19 +1068,36 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
+            for (si, s) in splits.iter().enumerate() {
+                let len = self.net.value_len(s.value);
+                let z = &values[s.value];
+                for row in 0..m {
+                    let idx = row * ns + si;
+                    // d bound / d beta = -sigma z at the minimizer.
+                    let zv = z[row * len + s.index];
+                    let g = if s.active { -zv } else { zv };
+                    bm1[idx] = b1 * bm1[idx] + (1.0 - b1) * g;
+                    bm2[idx] = b2 * bm2[idx] + (1.0 - b2) * g * g;
+                    let step = beta_lr * (bm1[idx] / c1) / ((bm2[idx] / c2).sqrt() + eps);
+                    beta[idx] = (beta[idx] + step).max(0.0);
+                }
+            }
         }
-        best
+        Optimized {
+            best,
+            rec: best_rec,
+            x: best_x,
+            warm: Warm { alpha: best_alpha, beta: best_beta, lower: Vec::new() },
+        }
     }
 
-    /// The relaxed network evaluated at each row's minimizing input: by the envelope
-    /// argument, the bound's derivative with respect to a coefficient on value v is v's value
-    /// here. Linear nodes run as usual; nonlinear ones use the line each row selected.
-    fn relaxed_forward(&self, start: ValueId, bw: &Backward, alpha: &Slopes, m: usize) -> Vec<Vec<f64>> {
-        let net = self.net;
-        let len = net.input_len();
+    /// Each row's minimizing input over the set of the linear function with input
+    /// coefficients `input` (`[rows, input length]`).
+    fn minimizer(&self, input: &[f64], m: usize) -> Vec<f64> {
+        let len = self.net.input_len();
         let mut x0 = vec![0.0; m * len];
         for i in 0..m {
-            let a = &bw.input[i * len..(i + 1) * len];
+            let a = &input[i * len..(i + 1) * len];
             let xi = &mut x0[i * len..(i + 1) * len];
             match self.set {
                 InputSet::Box(b) => {
@@ -731,6 +1119,15 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        x0
+    }
+
+    /// The relaxed network evaluated at each row's minimizing input: by the envelope
+    /// argument, the bound's derivative with respect to a coefficient on value v is v's value
+    /// here. Linear nodes run as usual; nonlinear ones use the line each row selected.
+    fn relaxed_forward(&self, start: ValueId, bw: &Backward, alpha: &Slopes, m: usize) -> Vec<Vec<f64>> {
+        let net = self.net;
+        let x0 = self.minimizer(&bw.input, m);
         let mut values = vec![x0];
         for (k, node) in net.nodes.iter().enumerate().take(start) {
             let x = &values[node.inputs[0]];
