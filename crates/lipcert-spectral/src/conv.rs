@@ -484,12 +484,10 @@ pub fn conv_norm_on_grid(
         return Err("power iteration gives no upper bound; use gram, auto or exact with a frequency grid".into());
     }
     let symbol = symbol_bound(op, grid, method, opts)?;
-    let lower = match lower_window(op) {
-        // The same plane wave, on a window: far cheaper than the full input on large inputs.
-        Some(window) => operator_lower(&window, (grid[0], grid[1], [1, 1], symbol.best), opts.seed),
-        None => operator_lower(op, (grid[0], grid[1], [1, 1], symbol.best), opts.seed),
-    }
-    .min(symbol.upper);
+    // The same plane wave, on a window where one fits: far cheaper on large inputs.
+    let window = lower_window(op);
+    let lower = operator_lower(window.as_ref().unwrap_or(op), (grid[0], grid[1], [1, 1], symbol.best), opts.seed)
+        .min(symbol.upper);
     Ok((Bracket { lower, upper: symbol.upper, method: symbol.on_grid.method, iters: symbol.on_grid.iters }, symbol))
 }
 

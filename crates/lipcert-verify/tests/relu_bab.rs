@@ -10,22 +10,8 @@ use lipcert_io::vnnlib::Property;
 use lipcert_verify::{milp_verify, relu_bab, verify, BoxProperty, MilpOptions, ReluBabOptions, Verdict, VerifyOptions};
 use std::time::{Duration, Instant};
 
-fn check_sat(net: &Network, p: &BoxProperty, v: &Verdict, what: &str) {
-    if let Verdict::Sat { x, y } = v {
-        assert!(InputSet::Box(p.input.clone()).contains(x), "{what}: counterexample outside the box");
-        let fresh = net.forward(x, 1).unwrap();
-        assert_eq!(&fresh, y, "{what}: reported output differs from a fresh forward pass");
-        assert!(p.unsafe_.loss(&fresh) <= 0.0, "{what}: the counterexample does not violate the property");
-    }
-}
-
-fn uniform_points(rng: &mut Rng, lo: &[f64], hi: &[f64], n: usize) -> Vec<f64> {
-    (0..n).flat_map(|_| lo.iter().zip(hi).map(|(l, h)| rng.range(*l, *h)).collect::<Vec<_>>()).collect()
-}
-
-fn dot(c: &[f64], y: &[f64]) -> f64 {
-    c.iter().zip(y).map(|(a, b)| a * b).sum()
-}
+mod common;
+use common::{check_sat, dot, uniform_points};
 
 /// Values feeding ReLU nodes.
 fn relu_inputs(net: &Network) -> Vec<usize> {
