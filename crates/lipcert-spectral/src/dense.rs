@@ -3,17 +3,19 @@
 //!
 //! - `exact`: SVD (faer); the bracket comes from the backward-error model of the SVD.
 //! - `power`: power iteration; a certified lower bound only.
-//! - `gram`: Gram iteration (Delattre, thesis ch. 3, Alg. 4) with exact power-of-two
-//!   rescaling, rounding errors of every product carried into the bound, and a deflated
-//!   2x2 block readout that is far tighter than the Frobenius readout once the top
-//!   eigenvalue dominates; the lower bound comes from a refined dominant column.
-//! - `auto`: one Gram product G = A^T A, Lanczos on G for the top Ritz pair, then a
-//!   Cholesky factorization of mu I - G that certifies lambda_max(G) <= mu (with its rounding
-//!   error accounted for); falls back to `gram` when the requested width is below what the
-//!   Cholesky certificate can resolve.
+//! - `gram`: certified Gram iteration (Delattre, thesis ch. 3, Alg. 4) with exact power-of-two
+//!   rescaling and the rounding error of every product carried into the bound. Two readouts
+//!   turn an iterate G_t into an upper bound on lambda_max(G_t), walked back to sigma_1:
+//!   a deflated 2x2 block readout (far tighter than the Frobenius readout once the top
+//!   eigenvalue dominates), and, in the adaptive mode, an eigenvalue certificate: Lanczos for
+//!   the top Ritz value theta, then a Cholesky factorization of mu I - G_t with
+//!   mu = theta (1 + s), whose success proves lambda_max(G_t) <= mu (rounding included).
+//!   A lambda-relative slack s on G_t costs only about s / 2^t on sigma_1, so every product
+//!   makes the certificate easier; Lanczos gets about one product's worth of steps per
+//!   iterate. The lower bound is ||A x|| / ||x|| for the readout's vector (certified).
+//! - `auto`: the SVD for tiny matrices, else adaptive `gram`.
 
 use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
-use faer::linalg::solvers::Solve;
 use faer::{Accum, Col, Mat, MatRef, Par, Side};
 use lipcert_core::rounding::{down, exponent, frobenius_upper, gamma, pow2, up, U};
 use lipcert_core::Rng;
@@ -106,13 +108,10 @@ fn gram_product(x: MatRef<'_, f64>, alpha: f64) -> Mat<f64> {
 
 /// As `gram_product`, into an existing q x q buffer (every entry is overwritten).
 fn gram_product_into(g: &mut Mat<f64>, x: MatRef<'_, f64>, alpha: f64) {
+    // Row-major views (a row-major .npy seen as tall) go in as they are: faer's x86 kernel packs
+    // both layouts, and on 2000 x 1000 the product on the view (16 ms) beats copying to
+    // column-major first (10-14 ms for the copy alone).
     let work = x.nrows() * x.ncols() * x.ncols() / 2;
-    if x.row_stride() != 1 && work > 1 << 18 {
-        // A row-major view (a row-major .npy seen as tall): the triangular product on it is
-        // about 5x slower than on a column-major copy, which costs one pass over the data.
-        let copy = x.to_owned();
-        return gram_product_into(g, copy.as_ref(), alpha);
-    }
     tri_matmul(
         g.as_mut(),
         BlockStructure::TriangularLower,
@@ -382,18 +381,20 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
     // ||G_t^2||_F / ||G_t||_F^2 of the previous step: near 1 once one eigenvalue dominates.
     let mut concentration = 0.0;
     let mut best_width = f64::INFINITY;
+    // Two q x q buffers, allocated once: the next iterate (ping-pong, no page faults per
+    // product) and the Cholesky factor of the eigenvalue readout.
     let mut spare: Option<Mat<f64>> = None;
     let mut t = 1;
     loop {
         // The iterate G_t is used as 2^-e G_t (an exact power-of-two scale near unit norm); the
-        // scale is applied in place only when the readout needs it, else inside the next product.
+        // scale is applied in place only when a readout needs it, else inside the next product.
         let e = exponent(fro_g);
         let fro_gs = fro_g * pow2(-e);
         levels.push(Level { product_error, next_exponent: e });
         let last = t >= max_iters;
         let mut scaled_in_place = false;
-        // The readout costs a few passes over G and only succeeds once the top eigenvalue carries
-        // most of the Frobenius norm, so iterates before that skip it (this affects speed only).
+        // The block readout costs a few passes over G and only succeeds once the top eigenvalue
+        // carries most of the Frobenius norm, so iterates before that skip it (speed only).
         if last || concentration >= 0.3 {
             scale_in_place(&mut g, pow2(-e));
             scaled_in_place = true;
@@ -430,8 +431,19 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
             }
             best_width = best_width.min(width);
         }
+        if opts.iters.is_none() {
+            if !scaled_in_place {
+                scale_in_place(&mut g, pow2(-e));
+                scaled_in_place = true;
+            }
+            let work = spare.get_or_insert_with(|| Mat::zeros(q, q));
+            let upper = |mu: f64| up(chain_back(&levels, mu) * pow2(e0));
+            let lower = |x: &Col<f64>| scaled.lower(x, fro_a, e0);
+            if let Some(bracket) = eigen_readout(&g, t, tol, work, opts.seed, upper, lower) {
+                return bracket;
+            }
+        }
         product_error = up(gamma(q) * fro_gs * fro_gs) + UNDERFLOW_SLACK;
-        // Ping-pong between two buffers: no allocation (and no page faults) per product.
         let mut next = spare.take().unwrap_or_else(|| Mat::zeros(q, q));
         gram_product_into(&mut next, g.as_ref(), if scaled_in_place { 1.0 } else { pow2(-2 * e) });
         spare = Some(std::mem::replace(&mut g, next));
@@ -441,6 +453,74 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
     }
 }
 
+/// Lanczos steps allowed per iterate: about the cost of one more Gram product, which takes
+/// q^3 multiply-adds at full speed where a step takes q^2 at memory speed (about q / 20 steps
+/// per product on this class of machine: 7.6 ms against 0.33 ms at q = 1000).
+fn lanczos_budget(q: usize) -> usize {
+    (q / 16).clamp(12, 120)
+}
+
+/// The eigenvalue readout of an iterate G (scaled near unit norm) at Gram level t: `upper` maps a certified mu >= lambda_max(G) to an upper bound on sigma_1 and
+/// `lower` a vector to a certified lower bound. Returns a bracket narrower than `tol`, or None
+/// when Lanczos does not settle within its budget or the certificate cannot resolve the width.
+fn eigen_readout(
+    g: &Mat<f64>,
+    t: usize,
+    tol: f64,
+    work: &mut Mat<f64>,
+    seed: u64,
+    upper: impl Fn(f64) -> f64,
+    lower: impl Fn(&Col<f64>) -> f64,
+) -> Option<Bracket> {
+    let q = g.nrows();
+    // sigma_1 is lambda_max(G_t)^(1/2^t) up to exact scales: a lambda-relative slack s moves the
+    // sigma upper bound by about s / 2^t.
+    let mut slack = 0.75 * tol * pow2(t as i32);
+    // The certificate takes 4 gamma(q+1) tr(mu I - G) off the diagonal, which must stay below
+    // mu s; mu is about lambda_max <= ||G||_F, so tr(mu I - G) / mu <= q - tr(G) / ||G||_F.
+    let trace: f64 = (0..q).map(|i| g[(i, i)]).sum();
+    let floor = 4.0 * gamma(q + 1) * (q as f64 - trace / frobenius_fast(g)).max(1.0);
+    if slack < 1.2 * floor {
+        return None;
+    }
+    let ritz = lanczos_top(g, 0.2 * slack, lanczos_budget(q), seed);
+    if !ritz.settled || ritz.theta.is_nan() || ritz.theta <= 0.0 {
+        return None;
+    }
+    let mut best_lower = lower(&ritz.vector);
+    for _ in 0..4 {
+        let mu = up(ritz.theta * (1.0 + slack));
+        if !certify_upper(g, mu, work) {
+            // theta was further below lambda_max than the slack.
+            slack *= 4.0;
+            continue;
+        }
+        // Inverse iteration with the certificate's factor sharpens the vector.
+        let mut z = ritz.vector.as_mat().to_owned();
+        for _ in 0..2 {
+            cholesky_solve(work, &mut z);
+            let nz = z.col(0).norm_l2();
+            if !(nz > 0.0 && nz.is_finite()) {
+                break;
+            }
+            z *= faer::Scale(1.0 / nz);
+        }
+        best_lower = best_lower.max(lower(&z.col(0).to_owned()));
+        let u = upper(mu);
+        let bracket = Bracket { lower: best_lower.min(u), upper: u, method: "gram", iters: t };
+        if bracket.relative_width() < tol {
+            return Some(bracket);
+        }
+        // Too wide: the slack (or the rounding errors of the chain) dominates; a smaller slack
+        // helps while the certificate can still resolve it.
+        if 0.5 * slack < 1.2 * floor {
+            return None;
+        }
+        slack *= 0.5;
+    }
+    None
+}
+
 /// A scaled by 2^-e (exact) in a new column-major matrix, and an upper bound on its
 /// Frobenius norm (the scaled bound of A's).
 fn scaled_copy(a: MatRef<'_, f64>, e: i32, fro_a: f64) -> (Mat<f64>, f64) {
@@ -448,10 +528,17 @@ fn scaled_copy(a: MatRef<'_, f64>, e: i32, fro_a: f64) -> (Mat<f64>, f64) {
     (Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * s), fro_a * s)
 }
 
+/// The top Ritz pair from Lanczos; `settled` says whether it met its tolerance.
+struct Ritz {
+    theta: f64,
+    vector: Col<f64>,
+    settled: bool,
+}
+
 /// Top Ritz pair of symmetric G by Lanczos with full reorthogonalization, stopping when the
 /// top Ritz value changes by at most `rel_tol * theta` between checks (every 5 steps), or its
-/// residual is that small (or after `max_steps`). Returns (theta, vector, steps).
-fn lanczos_top(g: &Mat<f64>, rel_tol: f64, max_steps: usize, seed: u64) -> (f64, Col<f64>, usize) {
+/// residual is that small, or after `max_steps` (not settled).
+fn lanczos_top(g: &Mat<f64>, rel_tol: f64, max_steps: usize, seed: u64) -> Ritz {
     let n = g.nrows();
     let mut rng = Rng::new(seed);
     let mut q = Col::from_fn(n, |_| rng.normal());
@@ -497,8 +584,9 @@ fn lanczos_top(g: &Mat<f64>, rel_tol: f64, max_steps: usize, seed: u64) -> (f64,
                 // value has settled (the caller sharpens the vector by inverse iteration).
                 let settled = (theta - best.0).abs() <= rel_tol * theta.abs();
                 best = (theta, x);
-                if settled || residual <= rel_tol * theta.abs() || bn <= f64::EPSILON * a.abs() {
-                    return (best.0, best.1, k);
+                // With k = n the Krylov space is the whole space: the Ritz value is exact too.
+                if settled || residual <= rel_tol * theta.abs() || bn <= f64::EPSILON * a.abs() || k == n {
+                    return Ritz { theta: best.0, vector: best.1, settled: true };
                 }
             }
         }
@@ -508,94 +596,57 @@ fn lanczos_top(g: &Mat<f64>, rel_tol: f64, max_steps: usize, seed: u64) -> (f64,
         }
         basis.push(w * (1.0 / bn));
     }
-    (best.0, best.1, steps)
+    // An invariant subspace (bn = 0) was found: its top Ritz value is exact.
+    let settled = beta.last() == Some(&0.0);
+    Ritz { theta: best.0, vector: best.1, settled }
 }
 
-/// Attempts to certify lambda_max(G) <= mu by a Cholesky factorization of mu I - G.
+/// Attempts to certify lambda_max(G) <= mu by a Cholesky factorization of mu I - G, in `work`
+/// (q x q; on success its lower triangle holds the factor).
 /// Floating-point Cholesky of a symmetric X that runs to completion gives X + dX = R^T R with
-/// ||dX||_2 <= gamma(n+1) / (1 - gamma(n+1)) tr(X) (Demmel 1989; Rump 2006). We factor
-/// X = B - c I with B <= mu I - G (diagonal rounded down) and c = 4 gamma(n+1) tr(B) + tiny,
-/// so success proves mu I - G >= B > 0. Returns the factorization for inverse iteration.
-fn certify_upper(g: &Mat<f64>, mu: f64) -> Option<faer::linalg::solvers::Llt<f64>> {
+/// ||dX||_2 <= gamma(n+1) / (1 - gamma(n+1)) tr(X) (Demmel 1989; Rump 2006), whatever the order
+/// of its sums (faer's blocked version included). We factor X = B - c I with B <= mu I - G
+/// (diagonal rounded down) and c = 4 gamma(n+1) tr(B) + tiny, so success proves
+/// mu I - G >= B > 0.
+fn certify_upper(g: &Mat<f64>, mu: f64, work: &mut Mat<f64>) -> bool {
+    use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
     let n = g.nrows();
     let diag: Vec<f64> = (0..n).map(|i| mu - g[(i, i)]).collect();
     if diag.iter().any(|&d| d.is_nan() || d <= 0.0) {
-        return None;
+        return false;
     }
     let trace: f64 = up(diag.iter().sum::<f64>() * (1.0 + gamma(n + 2)));
     let c = up(4.0 * gamma(n + 1) * trace) + 1e-290;
-    let x = Mat::from_fn(n, n, |i, j| {
-        if i == j {
-            // Round down twice: (mu - g_ii) and then - c.
-            (diag[i] * (1.0 - 2.0 * U) - c) * (1.0 - 2.0 * U)
-        } else {
-            -g[(i, j)]
+    // Only the lower triangle is read by the factorization.
+    for j in 0..n {
+        // Round down twice: (mu - g_jj) and then - c.
+        work[(j, j)] = (diag[j] * (1.0 - 2.0 * U) - c) * (1.0 - 2.0 * U);
+        for i in j + 1..n {
+            work[(i, j)] = -g[(i, j)];
         }
-    });
-    let llt = x.llt(Side::Lower).ok()?;
-    let l = llt.L();
-    (0..n).all(|i| l[(i, i)].is_finite() && l[(i, i)] > 0.0).then_some(llt)
+    }
+    let par = par(n * n * n / 3);
+    let mut mem = faer::dyn_stack::MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
+    let stack = faer::dyn_stack::MemStack::new(&mut mem);
+    let ok = cholesky_in_place(work.as_mut(), Default::default(), par, stack, Default::default()).is_ok();
+    ok && (0..n).all(|i| work[(i, i)].is_finite() && work[(i, i)] > 0.0)
+}
+
+/// z <- (L L^T)^-1 z with the factor in the lower triangle of `l`.
+fn cholesky_solve(l: &Mat<f64>, z: &mut Mat<f64>) {
+    use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+    solve_lower_triangular_in_place(l.as_ref(), z.as_mut(), Par::Seq);
+    solve_upper_triangular_in_place(l.transpose(), z.as_mut(), Par::Seq);
 }
 
 /// `auto`: the fastest certified route for the requested width (see the module docs).
 pub fn auto(a: MatRef<'_, f64>, opts: Options) -> Bracket {
-    let at = tall(a);
-    let (p, q) = (at.nrows(), at.ncols());
-    let tol = opts.tol.unwrap_or(1e-6);
     // Tiny matrices: the SVD is instant. A fixed iteration count asks for Gram iteration.
-    if q <= 16 || opts.iters.is_some() {
-        return if opts.iters.is_some() { gram(a, opts) } else { exact(a) };
+    if opts.iters.is_none() && tall(a).ncols() <= 16 {
+        exact(a)
+    } else {
+        gram(a, opts)
     }
-    let fro_a = frobenius_upper(at);
-    if fro_a == 0.0 || !fro_a.is_finite() {
-        return gram(a, opts);
-    }
-    // The Cholesky certificate cannot resolve widths below ~ its rounding margin.
-    let floor = 8.0 * gamma(q + 1) * q as f64;
-    if tol < 2.0 * floor {
-        return gram(a, opts);
-    }
-    let e0 = exponent(fro_a);
-    let scaled = Scaled::new(at, e0, fro_a);
-    let fro_s = fro_a * pow2(-e0);
-    let g = scaled.gram();
-    let product_error = up(gamma(p) * fro_s * fro_s) + UNDERFLOW_SLACK;
-    let (theta, x, steps) = lanczos_top(&g, tol * 0.2, 400, opts.seed);
-    if theta.is_nan() || theta <= 0.0 {
-        return gram(a, opts);
-    }
-    // Lower bounds in the scaled units of G (scaling by 2^-e0 is exact).
-    let mut lower = scaled.lower(&x, fro_a, e0) * pow2(-e0);
-    // lambda-relative slack: sigma-relative width tol needs about 2 tol in lambda.
-    let mut slack = 1.5 * tol;
-    for _ in 0..4 {
-        let mu = up(lower.max(theta.sqrt()).powi(2) * (1.0 + slack));
-        if let Some(llt) = certify_upper(&g, mu) {
-            // Inverse iteration with the certificate's factor sharpens the vector for the lower bound.
-            let mut z = x.clone();
-            for _ in 0..2 {
-                let mut rhs = z.as_mat().to_owned();
-                llt.solve_in_place(rhs.as_mut());
-                let nz = rhs.col(0).norm_l2();
-                if !(nz > 0.0 && nz.is_finite()) {
-                    break;
-                }
-                z = rhs.col(0) * (1.0 / nz);
-            }
-            lower = lower.max(scaled.lower(&z, fro_a, e0) * pow2(-e0));
-            let upper = up((mu + product_error).sqrt());
-            let s = pow2(e0);
-            let bracket =
-                Bracket { lower: down(lower * s).min(upper * s), upper: up(upper * s), method: "auto", iters: steps };
-            if bracket.relative_width() < tol {
-                return bracket;
-            }
-            slack *= 0.5;
-        } else {
-            slack *= 4.0;
-        }
-    }
-    gram(a, opts)
 }
 
 /// Dispatches to a method.
@@ -611,6 +662,39 @@ pub fn spectral_norm(a: MatRef<'_, f64>, method: Method, opts: Options) -> Brack
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cholesky_certificate_never_certifies_below_lambda_max() {
+        // Gram matrices of random matrices, some nearly singular and some with a repeated top
+        // eigenvalue; lambda_max from faer's symmetric eigensolver (accurate to ~1e-15 relative).
+        let mut rng = lipcert_core::Rng::new(11);
+        for (k, (p, q)) in [(60, 50), (200, 120), (40, 90), (300, 200)].into_iter().enumerate() {
+            let mut a = Mat::<f64>::from_fn(p, q, |_, _| rng.normal());
+            if k == 1 {
+                // Two equal top singular values: copy column 0 onto column 1.
+                for i in 0..p {
+                    a[(i, 1)] = a[(i, 0)];
+                }
+            }
+            let g = a.transpose() * &a;
+            let eig = g.self_adjoint_eigen(Side::Lower).unwrap();
+            let lambda = (0..q).map(|i| eig.S()[i]).fold(f64::NEG_INFINITY, f64::max);
+            let mut work = Mat::zeros(q, q);
+            for below in [1e-4, 1e-9, 1e-12] {
+                assert!(!certify_upper(&g, lambda * (1.0 - below), &mut work), "{p}x{q}: certified below lambda_max");
+            }
+            assert!(certify_upper(&g, lambda * (1.0 + 1e-6), &mut work), "{p}x{q}: 1e-6 above lambda_max refused");
+            // The factor left in `work` solves with mu I - G: the residual of one solve is small.
+            let mu = lambda * (1.0 + 1e-3);
+            assert!(certify_upper(&g, mu, &mut work));
+            let b = Mat::<f64>::from_fn(q, 1, |_, _| rng.normal());
+            let mut z = b.clone();
+            cholesky_solve(&work, &mut z);
+            let shifted = Mat::<f64>::from_fn(q, q, |i, j| if i == j { mu } else { 0.0 }) - &g;
+            let residual = (&shifted * &z - &b).norm_l2() / b.norm_l2();
+            assert!(residual < 1e-3, "{p}x{q}: residual {residual}");
+        }
+    }
 
     #[test]
     fn gram_product_equals_the_full_product() {
