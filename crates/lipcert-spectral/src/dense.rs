@@ -642,7 +642,7 @@ fn cholesky_solve(l: &Mat<f64>, z: &mut Mat<f64>) {
 /// `auto`: the fastest certified route for the requested width (see the module docs).
 pub fn auto(a: MatRef<'_, f64>, opts: Options) -> Bracket {
     // Tiny matrices: the SVD is instant. A fixed iteration count asks for Gram iteration.
-    if opts.iters.is_none() && tall(a).ncols() <= 16 {
+    if opts.iters.is_none() && a.nrows().max(a.ncols()) <= 32 {
         exact(a)
     } else {
         gram(a, opts)
