@@ -13,12 +13,16 @@
 //!
 //! Search: PGD first, then branch and bound by input splitting (best for low-dimensional inputs
 //! such as ACAS Xu): a sub-box that is neither refuted nor falsified is halved along the input
-//! with the largest smear |d(c . y)/dx_i| (hi_i - lo_i) of its most promising atom. Sub-boxes
-//! are processed in parallel batches. Where splitting cannot go on (the root of a box with more
-//! than `max_split_inputs` free inputs, or a sub-box too narrow to halve), a box that CROWN
-//! does not refute goes to the exact MILP back end (`milp`, HiGHS) when its CROWN intermediate
-//! bounds leave at most `milp_max_binaries` binaries; `milp_split_max_binaries` (off by
-//! default) does the same for sub-boxes inside the search.
+//! with the largest smear |d(c . y)/dx_i| (hi_i - lo_i) of its most promising atom (the
+//! geometric mean of the gradient at the center and of its enclosure over the sub-box, as in
+//! ReluVal's smear), or along an input much wider relative to the whole box (`split_balance`).
+//! Sub-boxes are processed in parallel batches; each keeps its parent's certified bounds (a
+//! child's bound is never looser) and starts alpha-CROWN from its parent's slopes. Where
+//! splitting cannot go on (the root of a box with more than `max_split_inputs` free inputs, or a
+//! sub-box too narrow to halve), a box that CROWN does not refute goes to the exact MILP back end
+//! (`milp`, HiGHS) when its CROWN intermediate bounds leave at most `milp_max_binaries`
+//! binaries; `milp_split_max_binaries` (off by default) does the same for sub-boxes inside the
+//! search.
 //!
 //! Boxes with more than `max_split_inputs` free inputs (MNIST) first go to branch and bound over
 //! ReLU splits (`relu_bab`: beta-CROWN bounds on subdomains of the whole box) for
@@ -40,10 +44,12 @@ pub use milp::{
 pub use relu_bab::{relu_bab, ReluBabOptions, ReluBabStats};
 
 use lipcert_bounds::{
-    attack, bound, value_bounds, Atom, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe,
+    attack, bound, bound_with_splits, value_bounds, Atom, AttackMethod, AttackOptions, InputSet, Interval, Method,
+    Options, SplitOptions, Unsafe, Warm,
 };
-use lipcert_core::{GraphError, Network};
+use lipcert_core::{Activation, GraphError, Network, Op};
 use rayon::prelude::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One input box and the unsafe region over it.
@@ -104,15 +110,22 @@ pub struct VerifyOptions {
     /// it is split as usual). Counting costs one more CROWN pass per such sub-box, and on ACAS
     /// Xu splitting is faster than the MILP, so the default is 0 (off).
     pub milp_split_max_binaries: usize,
-    /// Sub-boxes that CROWN does not refute also get alpha-CROWN (with `sub_alpha_iterations`
-    /// steps) once the search has run this long; before that, CROWN alone keeps easy
-    /// properties fast.
+    /// Sub-boxes are bounded by alpha-CROWN (`sub_alpha_iterations` steps on the intermediate
+    /// bounds and on the rows, the rows' slopes warm-started from the parent's) once the search
+    /// has run this long; before that, CROWN alone keeps easy properties fast.
     pub sub_alpha_after: Duration,
     pub sub_alpha_iterations: usize,
     /// Boxes with more than `max_split_inputs` free inputs first go to ReLU-splitting branch
     /// and bound (`relu_bab`) for this fraction of the remaining time; what it leaves undecided
     /// goes to the root bounds and the MILP back end with the rest. 0: off.
     pub relu_bab_share: f64,
+    /// Input splitting: a sub-box is halved along its widest input (relative to the whole box)
+    /// instead of the one with the largest smear when that input is more than this many times
+    /// wider (relatively). A smear taken at the center (networks that are not chains of dense,
+    /// affine and ReLU nodes) can stay near 0 along an input over which the network still
+    /// varies a lot, and the search then halves the other inputs to no end (ACAS Xu 3_7 prop 1
+    /// with the center smear: input 2 at its full width after 21 splits, bound -224). 0: off.
+    pub split_balance: f64,
 }
 
 impl Default for VerifyOptions {
@@ -127,6 +140,7 @@ impl Default for VerifyOptions {
             sub_alpha_after: Duration::from_secs(1),
             sub_alpha_iterations: 5,
             relu_bab_share: 0.8,
+            split_balance: 64.0,
         }
     }
 }
@@ -150,6 +164,97 @@ struct Node {
     hi: Vec<f64>,
     open: Vec<usize>,
     depth: usize,
+    /// Per distinct atom of the property (`Atoms::list`): a lower bound of c . y certified over
+    /// a box that contains this one (the parent's), or -inf.
+    lower: Arc<Vec<f64>>,
+    /// The parent's optimized alpha-CROWN slopes (a warm start), for its rows.
+    warm: Option<Arc<WarmRows>>,
+}
+
+/// An enclosure of max |d(c . y)/dx_i| over a box, per input: the gradient carried backward in
+/// interval arithmetic with each ReLU's derivative in {1}, {0} or [0, 1] from its input bounds
+/// `pre` (per value id) over the box, as ReluVal's smear. `None` unless the network is a chain
+/// of dense, affine, ReLU and reshape nodes (then the smear at the center is used). For
+/// branching only.
+fn gradient_bound(net: &Network, pre: &[Option<Interval>], c: &[f64]) -> Option<Vec<f64>> {
+    let (mut lo, mut hi) = (c.to_vec(), c.to_vec());
+    if net.output != net.nodes.len() {
+        return None;
+    }
+    for (k, node) in net.nodes.iter().enumerate().rev() {
+        if node.inputs.len() != 1 || node.inputs[0] != k {
+            return None;
+        }
+        match &node.op {
+            Op::Dense(d) if lo.len() == d.out_features => {
+                let (mut l, mut h) = (vec![0.0; d.in_features], vec![0.0; d.in_features]);
+                for o in 0..d.out_features {
+                    let w = &d.weight[o * d.in_features..(o + 1) * d.in_features];
+                    for i in 0..d.in_features {
+                        let (a, b) = (w[i] * lo[o], w[i] * hi[o]);
+                        l[i] += a.min(b);
+                        h[i] += a.max(b);
+                    }
+                }
+                (lo, hi) = (l, h);
+            }
+            Op::Affine { scale, .. } if scale.len() == lo.len() => {
+                for ((l, h), s) in lo.iter_mut().zip(hi.iter_mut()).zip(scale) {
+                    let (a, b) = (*l * s, *h * s);
+                    (*l, *h) = (a.min(b), a.max(b));
+                }
+            }
+            Op::Activation(Activation::Relu) => {
+                let b = pre.get(k)?.as_ref()?;
+                if b.lo.len() != lo.len() {
+                    return None;
+                }
+                for j in 0..lo.len() {
+                    if b.hi[j] <= 0.0 {
+                        (lo[j], hi[j]) = (0.0, 0.0);
+                    } else if b.lo[j] < 0.0 {
+                        (lo[j], hi[j]) = (lo[j].min(0.0), hi[j].max(0.0));
+                    }
+                }
+            }
+            Op::Reshape { .. } => {}
+            _ => return None,
+        }
+    }
+    (lo.len() == net.input_len()).then(|| lo.iter().zip(&hi).map(|(l, h)| l.abs().max(h.abs())).collect())
+}
+
+/// alpha-CROWN slopes per node, `[rows, node input length]`, for the atoms `rows`.
+struct WarmRows {
+    rows: Vec<usize>,
+    warm: Warm,
+}
+
+/// The distinct atoms of a property and, per conjunction, the indices of its atoms.
+pub(crate) struct Atoms<'p> {
+    pub(crate) list: Vec<&'p Atom>,
+    pub(crate) conj: Vec<Vec<usize>>,
+}
+
+impl<'p> Atoms<'p> {
+    pub(crate) fn new(u: &'p Unsafe) -> Self {
+        let mut list: Vec<&Atom> = Vec::new();
+        let conj = u
+            .any_of
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|a| {
+                        list.iter().position(|b| *b == a).unwrap_or_else(|| {
+                            list.push(a);
+                            list.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Atoms { list, conj }
+    }
 }
 
 enum Outcome {
@@ -241,8 +346,15 @@ fn verify_box(
             _ => {}
         }
     }
-    let root =
-        Node { lo: p.input.lo.clone(), hi: p.input.hi.clone(), open: (0..p.unsafe_.any_of.len()).collect(), depth: 0 };
+    let atoms = Atoms::new(&p.unsafe_);
+    let root = Node {
+        lo: p.input.lo.clone(),
+        hi: p.input.hi.clone(),
+        open: (0..p.unsafe_.any_of.len()).collect(),
+        depth: 0,
+        lower: Arc::new(vec![f64::NEG_INFINITY; atoms.list.len()]),
+        warm: None,
+    };
     let mut stack = vec![root];
     while !stack.is_empty() {
         if start.elapsed() >= opts.timeout {
@@ -257,7 +369,7 @@ fn verify_box(
         let take = opts.batch.max(1).min(stack.len());
         let batch: Vec<Node> = stack.split_off(stack.len() - take);
         let outcomes: Vec<Result<Outcome, GraphError>> =
-            batch.into_par_iter().map(|node| process(net, p, node, opts, splittable, start)).collect();
+            batch.into_par_iter().map(|node| process(net, p, &atoms, node, opts, splittable, start)).collect();
         stats.boxes += take;
         for o in outcomes {
             match o? {
@@ -305,64 +417,111 @@ fn verify_box(
 }
 
 /// Bounds one sub-box: refutes conjunctions, looks for a counterexample, or splits.
+#[allow(clippy::too_many_arguments)]
 fn process(
     net: &Network,
     p: &BoxProperty,
+    atoms: &Atoms,
     node: Node,
     opts: &VerifyOptions,
     splittable: bool,
     start: Instant,
 ) -> Result<Outcome, GraphError> {
     let seed = opts.seed;
+    let n = node.lo.len();
     let set = InputSet::Box(Interval::new(node.lo.clone(), node.hi.clone()));
-    // The distinct atoms of the open conjunctions, as specification rows.
-    let mut atoms: Vec<&Atom> = Vec::new();
-    let mut index: Vec<Vec<usize>> = Vec::new();
-    for &k in &node.open {
-        let mut ids = Vec::new();
-        for a in &p.unsafe_.any_of[k] {
-            let id = atoms.iter().position(|b| *b == a).unwrap_or_else(|| {
-                atoms.push(a);
-                atoms.len() - 1
-            });
-            ids.push(id);
-        }
-        index.push(ids);
-    }
-    let spec: Vec<Vec<f64>> = atoms.iter().map(|a| a.c.clone()).collect();
-    // The root gets alpha-CROWN when CROWN does not refute it; so do sub-boxes once the search
-    // has run for `sub_alpha_after` (a few alpha steps cost ~3x a CROWN pass but cut the tree
-    // by far more on hard ACAS Xu properties: 3_6 prop 1 went from a 60 s timeout to 3.2 s).
-    let alpha = node.depth == 0 || start.elapsed() >= opts.sub_alpha_after;
-    let methods: &[Method] = if alpha { &[Method::Crown, Method::AlphaCrown] } else { &[Method::Crown] };
-    let mut open = node.open.clone();
-    let mut slack = vec![f64::NEG_INFINITY; atoms.len()];
-    for &m in methods {
-        // Sub-boxes: one CROWN run (lipcert's rule) instead of both rules; on ACAS Xu the same
-        // boxes are refuted (1_1 prop 3: 4749 boxes either way) in 10 to 30% less time.
-        let b = if node.depth > 0 && m == Method::Crown {
-            lipcert_bounds::bound_crown_fast(net, &set, &spec, &Options::default())?
-        } else if node.depth > 0 {
-            let it = opts.sub_alpha_iterations;
-            bound(net, &set, &spec, m, &Options { alpha_iterations: it, ..Options::default() })?
-        } else {
-            bound(net, &set, &spec, m, &Options::default())?
-        };
-        for (s, (l, a)) in slack.iter_mut().zip(b.spec_lower.iter().zip(&atoms)) {
-            *s = s.max(l - a.d);
-        }
+    // The distinct atoms of the open conjunctions (indices into `atoms.list`), as specification
+    // rows.
+    let mut rows: Vec<usize> = node.open.iter().flat_map(|&k| atoms.conj[k].iter().copied()).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let spec: Vec<Vec<f64>> = rows.iter().map(|&g| atoms.list[g].c.clone()).collect();
+    // Every bound below holds on this box, and so do the parent's: keep the largest.
+    let mut lower: Vec<f64> = rows.iter().map(|&g| node.lower[g]).collect();
+    let refuted_open = |lower: &[f64]| -> Vec<usize> {
         // A conjunction is refuted when one of its atoms cannot hold anywhere in the box.
-        open = node
-            .open
+        node.open
             .iter()
-            .zip(&index)
-            .filter(|(_, ids)| ids.iter().all(|&i| slack[i] <= 0.0))
-            .map(|(&k, _)| k)
-            .collect();
-        if open.is_empty() {
-            return Ok(Outcome::Refuted);
+            .copied()
+            .filter(|&k| {
+                !atoms.conj[k].iter().any(|g| {
+                    let r = rows.binary_search(g).expect("an atom of an open conjunction");
+                    lower[r] > atoms.list[*g].d
+                })
+            })
+            .collect()
+    };
+    // The optimized slopes (a warm start for the children).
+    let mut warm_out: Option<Arc<WarmRows>> = None;
+    // This box's own bounds (without the parent's), for branching: the parent's can keep an
+    // atom "closest to refuted" long after another one is closer on the sub-box (ACAS Xu 4_3
+    // prop 3: 5083 sub-boxes instead of 193).
+    let mut own: Vec<f64> = vec![f64::NEG_INFINITY; spec.len()];
+    // The box's pre-activation bounds (for the gradient enclosure).
+    let mut pre: Option<Vec<Option<Interval>>> = None;
+    let alpha = node.depth == 0 || start.elapsed() >= opts.sub_alpha_after;
+    let mut run_split_bound = |iterations: usize, lower: &mut Vec<f64>| -> Result<(), GraphError> {
+        // One engine run: alpha-CROWN on the intermediate bounds and on the specification
+        // rows, the rows' slopes warm-started from the parent's (the intermediate ones start
+        // from CROWN's); with 0 iterations it is CROWN (lipcert's intersected rule).
+        let warm = match (&node.warm, iterations > 0) {
+            (Some(w), true) => relu_bab::remap_warm(&w.warm, &w.rows, &rows, 0),
+            _ => Warm::default(),
+        };
+        let so = SplitOptions {
+            crown: Options { alpha_iterations: iterations, ..Options::default() },
+            beta: false,
+            alpha_intermediate: iterations > 0,
+            ..SplitOptions::default()
+        };
+        // Without splits the subdomain is the whole (non-empty) box: `None` does not occur,
+        // and would only leave the bounds as they are.
+        if let Some(b) = bound_with_splits(net, &set, &spec, &[], None, Some(&warm), &so)? {
+            for (l, v) in lower.iter_mut().zip(&b.spec_lower) {
+                *l = l.max(*v);
+            }
+            own = b.spec_lower.clone();
+            pre = Some(b.pre_activation);
+            if iterations > 0 {
+                warm_out = Some(Arc::new(WarmRows {
+                    rows: rows.clone(),
+                    warm: Warm { alpha: b.warm.alpha, ..Warm::default() },
+                }));
+            }
         }
+        Ok(())
+    };
+    if node.depth == 0 {
+        // The root gets alpha-CROWN (with optimized intermediate bounds) when CROWN does not
+        // refute it.
+        for m in [Method::Crown, Method::AlphaCrown] {
+            let b = bound(net, &set, &spec, m, &Options::default())?;
+            for (l, v) in lower.iter_mut().zip(&b.spec_lower) {
+                *l = l.max(*v);
+            }
+            if refuted_open(&lower).is_empty() {
+                return Ok(Outcome::Refuted);
+            }
+        }
+        if splittable {
+            // One more CROWN run, for the pre-activation bounds the smear's gradient enclosure
+            // needs (alpha steps here, as a warm start for the children, measured no faster).
+            run_split_bound(0, &mut lower)?;
+        }
+        // The root has no parent: all of its bounds are its own.
+        own.clone_from(&lower);
+    } else {
+        // Sub-boxes: CROWN alone keeps easy properties fast; once the search has run for
+        // `sub_alpha_after`, alpha-CROWN in the same single engine run (before, CROWN and
+        // then alpha-CROWN ran three more engines for the same sub-box).
+        let its = if alpha { opts.sub_alpha_iterations } else { 0 };
+        run_split_bound(its, &mut lower)?;
     }
+    let open = refuted_open(&lower);
+    if open.is_empty() {
+        return Ok(Outcome::Refuted);
+    }
+    let own_slack: Vec<f64> = rows.iter().zip(&own).map(|(&g, l)| l - atoms.list[g].d).collect();
     let sub = BoxProperty {
         input: set.bounding_box(),
         unsafe_: Unsafe { any_of: open.iter().map(|&k| p.unsafe_.any_of[k].clone()).collect() },
@@ -387,23 +546,42 @@ fn process(
             }
         }
     }
-    // Split along the largest smear of the atom closest to being refuted (of the open ones).
+    // Split along the largest smear s_i (hi_i - lo_i) of the atom closest to being refuted (of
+    // the open ones), with s_i the geometric mean of |d(c . y)/dx_i| at the center and of its
+    // enclosure over the sub-box (`gradient_bound`; the center alone where that is not
+    // available), unless another input is far wider relative to the whole box
+    // (`split_balance`). On ACAS Xu (116 s timeouts): the center alone took 17.1 s on 3_7
+    // prop 1 and 30.3 s on 4_2 prop 2, the enclosure alone 0.4 s and 6.7 s but 5.4 s on 1_1
+    // prop 3 (center: 1.0 s); the mean 0.4 s, 4.8 s and 1.1 s. (The largest |a_i| (hi_i - lo_i)
+    // of the atom's linear lower bound a . x + b, as alpha-beta-CROWN's input split, took 4x
+    // more sub-boxes than the center smear on 3_6 prop 1.)
     let best = open
         .iter()
-        .flat_map(|&k| p.unsafe_.any_of[k].iter())
-        .filter_map(|a| atoms.iter().position(|b| *b == a).map(|i| (i, slack[i])))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
+        .flat_map(|&k| atoms.conj[k].iter())
+        .map(|g| rows.binary_search(g).expect("an atom of an open conjunction"))
+        .max_by(|&a, &b| own_slack[a].total_cmp(&own_slack[b]))
         .unwrap_or(0);
-    let trace = net.trace(&center, 1)?;
-    let grad = net.vjp(&trace, &atoms[best].c, false)?.input;
     let width: Vec<f64> = node.lo.iter().zip(&node.hi).map(|(l, h)| h - l).collect();
-    let dim = (0..width.len())
+    let trace = net.trace(&center, 1)?;
+    let at_center = net.vjp(&trace, &spec[best], false)?.input;
+    let score: Vec<f64> = match pre.as_ref().and_then(|pre| gradient_bound(net, pre, &spec[best])) {
+        Some(g) => g.iter().zip(&at_center).map(|(g, c)| (g * c.abs()).sqrt()).collect(),
+        None => at_center,
+    };
+    let mut dim = (0..width.len())
         .filter(|&i| width[i] > 0.0)
         .max_by(|&i, &j| {
-            (grad[i].abs() * width[i] + 1e-12 * width[i]).total_cmp(&(grad[j].abs() * width[j] + 1e-12 * width[j]))
+            (score[i].abs() * width[i] + 1e-12 * width[i]).total_cmp(&(score[j].abs() * width[j] + 1e-12 * width[j]))
         })
         .unwrap_or(0);
+    if opts.split_balance > 0.0 {
+        let rel = |i: usize| width[i] / (p.input.hi[i] - p.input.lo[i]);
+        if let Some(w) = (0..n).filter(|&i| width[i] > 0.0).max_by(|&i, &j| rel(i).total_cmp(&rel(j))) {
+            if rel(w) > opts.split_balance * rel(dim) {
+                dim = w;
+            }
+        }
+    }
     let mid = 0.5 * node.lo[dim] + 0.5 * node.hi[dim];
     let can_split = node.lo[dim] < mid && mid < node.hi[dim] && (splittable || node.depth > 0);
     // The MILP back end on a sub-box with few binaries. Where splitting cannot go on (too many
@@ -436,12 +614,57 @@ fn process(
     if !(node.lo[dim] < mid && mid < node.hi[dim]) {
         return Ok(Outcome::Stuck(milp_tried));
     }
+    let mut all = (*node.lower).clone();
+    for (&g, l) in rows.iter().zip(&lower) {
+        all[g] = all[g].max(*l);
+    }
+    let all = Arc::new(all);
+    let warm_out = warm_out.or(node.warm);
     let (mut a, mut b) = (
-        Node { lo: node.lo.clone(), hi: node.hi.clone(), open: open.clone(), depth: node.depth + 1 },
-        Node { lo: node.lo, hi: node.hi, open, depth: node.depth + 1 },
+        Node {
+            lo: node.lo.clone(),
+            hi: node.hi.clone(),
+            open: open.clone(),
+            depth: node.depth + 1,
+            lower: all.clone(),
+            warm: warm_out.clone(),
+        },
+        Node { lo: node.lo, hi: node.hi, open, depth: node.depth + 1, lower: all, warm: warm_out },
     );
     // Both halves include mid: the two closed boxes cover the parent.
     a.hi[dim] = mid;
     b.lo[dim] = mid;
     Ok(Outcome::Split(a, b, milp_tried))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lipcert_core::random::random_mlp;
+    use lipcert_core::Rng;
+
+    /// The smear's gradient enclosure holds at sampled points of the box (it only steers the
+    /// branching, but a wrong enclosure would steer it badly).
+    #[test]
+    fn gradient_bound_encloses_sampled_gradients() {
+        let mut rng = Rng::new(5);
+        for case in 0..20 {
+            let net = random_mlp(&mut rng, &[3, 12, 12, 4], Some(Activation::Relu), |_| 1.0, 0.5);
+            let lo: Vec<f64> = (0..3).map(|_| rng.range(-1.0, 0.0)).collect();
+            let hi: Vec<f64> = lo.iter().map(|l| l + rng.range(0.05, 1.0)).collect();
+            let set = InputSet::Box(Interval::new(lo.clone(), hi.clone()));
+            let pre: Vec<Option<Interval>> =
+                value_bounds(&net, &set, Method::Crown, &Options::default()).unwrap().into_iter().map(Some).collect();
+            let c = vec![1.0, -1.0, 0.5, 0.0];
+            let g = gradient_bound(&net, &pre, &c).expect("a chain of dense and ReLU nodes");
+            for _ in 0..200 {
+                let x: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| rng.range(*l, *h)).collect();
+                let trace = net.trace(&x, 1).unwrap();
+                let gx = net.vjp(&trace, &c, false).unwrap().input;
+                for i in 0..3 {
+                    assert!(gx[i].abs() <= g[i] * (1.0 + 1e-9) + 1e-12, "case {case}: |{}| > {}", gx[i], g[i]);
+                }
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@
 //! - A subdomain without unstable neurons left (the network is linear on it) goes to the MILP
 //!   back end with its clamped bounds (no binaries: one LP); undecided, the answer is `Unknown`.
 
-use crate::{confirm, milp, BoxProperty, MilpOptions, Verdict};
+use crate::{confirm, milp, Atoms, BoxProperty, MilpOptions, Verdict};
 use lipcert_bounds::Options;
 use lipcert_bounds::{
     attack, bound_with_splits, split_value_bounds, Atom, AttackMethod, AttackOptions, InputSet, Interval, Parent,
@@ -111,7 +111,7 @@ struct Domain {
 
 /// The parent's optimized slopes and multipliers for the rows `ids`, with a zero multiplier for
 /// the one new split (the last).
-fn remap_warm(from: &Warm, from_ids: &[usize], ids: &[usize], splits: usize) -> Warm {
+pub(crate) fn remap_warm(from: &Warm, from_ids: &[usize], ids: &[usize], splits: usize) -> Warm {
     let (mf, m) = (from_ids.len(), ids.len());
     let rows: Vec<Option<usize>> = ids.iter().map(|a| from_ids.iter().position(|b| b == a)).collect();
     let alpha = from
@@ -192,19 +192,7 @@ struct Problem<'a> {
 
 impl<'a> Problem<'a> {
     fn new(net: &'a Network, p: &'a BoxProperty) -> Self {
-        let mut atoms: Vec<&Atom> = Vec::new();
-        let mut index = Vec::new();
-        for conj in &p.unsafe_.any_of {
-            let mut ids = Vec::new();
-            for a in conj {
-                let id = atoms.iter().position(|b| *b == a).unwrap_or_else(|| {
-                    atoms.push(a);
-                    atoms.len() - 1
-                });
-                ids.push(id);
-            }
-            index.push(ids);
-        }
+        let Atoms { list: atoms, conj: index } = Atoms::new(&p.unsafe_);
         Problem { net, p, set: InputSet::Box(p.input.clone()), atoms, index, fsb: 1 }
     }
 

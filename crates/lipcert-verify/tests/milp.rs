@@ -10,7 +10,7 @@ use lipcert_verify::{milp_minimize, milp_verify, verify, BoxProperty, MilpOption
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{check_sat, dot, uniform_points};
+use common::{check_sat, dot, random_atoms, uniform_points};
 
 fn milp_opts(secs: u64) -> MilpOptions {
     MilpOptions { deadline: Some(Instant::now() + Duration::from_secs(secs)), ..Default::default() }
@@ -34,20 +34,7 @@ fn milp_agrees_with_branch_and_bound_on_random_networks() {
         let ys = net.forward(&xs, 4000).unwrap();
         // One or two conjunctions of one or two random atoms; each d near the sampled minimum
         // of its atom, so that both answers occur.
-        let any_of: Vec<Vec<(Vec<f64>, f64)>> = (0..1 + rng.below(2))
-            .map(|_| {
-                (0..1 + rng.below(2))
-                    .map(|_| {
-                        let c: Vec<f64> = (0..m).map(|_| rng.range(-1.0, 1.0)).collect();
-                        let vals: Vec<f64> = ys.chunks(m).map(|y| dot(&c, y)).collect();
-                        let (min, max) =
-                            vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
-                        let d = min + (max - min) * rng.range(-0.15, 0.1);
-                        (c, d)
-                    })
-                    .collect()
-            })
-            .collect();
+        let any_of = random_atoms(&mut rng, &ys, m, 2, (-0.15, 0.1));
         let p = BoxProperty::new(lo, hi, any_of);
         let sampled_violation = ys.chunks(m).any(|y| p.unsafe_.loss(y) <= 0.0);
 

@@ -11,7 +11,7 @@ use lipcert_verify::{milp_verify, relu_bab, verify, BoxProperty, MilpOptions, Re
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{check_sat, dot, uniform_points};
+use common::{check_sat, dot, random_atoms, uniform_points};
 
 /// Values feeding ReLU nodes.
 fn relu_inputs(net: &Network) -> Vec<usize> {
@@ -29,19 +29,7 @@ fn random_property(rng: &mut Rng, net: &Network, n: usize, m: usize) -> (BoxProp
     let hi: Vec<f64> = lo.iter().map(|l| l + rng.range(0.2, 1.0)).collect();
     let xs = uniform_points(rng, &lo, &hi, 3000);
     let ys = net.forward(&xs, 3000).unwrap();
-    let any_of: Vec<Vec<(Vec<f64>, f64)>> = (0..1 + rng.below(3))
-        .map(|_| {
-            (0..1 + rng.below(2))
-                .map(|_| {
-                    let c: Vec<f64> = (0..m).map(|_| rng.range(-1.0, 1.0)).collect();
-                    let vals: Vec<f64> = ys.chunks(m).map(|y| dot(&c, y)).collect();
-                    let (min, max) =
-                        vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
-                    (c, min + (max - min) * rng.range(-0.2, 0.08))
-                })
-                .collect()
-        })
-        .collect();
+    let any_of = random_atoms(rng, &ys, m, 3, (-0.2, 0.08));
     (BoxProperty::new(lo, hi, any_of), xs, ys)
 }
 

@@ -9,6 +9,9 @@ use lipcert_io::vnnlib::Property;
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
+mod common;
+use common::grid_outputs;
+
 fn boxes(p: &Property) -> Vec<BoxProperty> {
     p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect()
 }
@@ -82,14 +85,7 @@ fn random_small_networks_agree_with_dense_sampling() {
         let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
         let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
         // Unsafe: y_0 - y_1 <= d with d around the observed range, so both answers occur.
-        let mut xs = Vec::new();
-        for i in 0..=200 {
-            for j in 0..=200 {
-                xs.push(lo[0] + (hi[0] - lo[0]) * i as f64 / 200.0);
-                xs.push(lo[1] + (hi[1] - lo[1]) * j as f64 / 200.0);
-            }
-        }
-        let ys = net.forward(&xs, 201 * 201).unwrap();
+        let ys = grid_outputs(&net, &lo, &hi);
         let margins: Vec<f64> = ys.chunks(3).map(|y| y[0] - y[1]).collect();
         let min = margins.iter().cloned().fold(f64::INFINITY, f64::min);
         let d = min + rng.range(-0.3, 0.3);

@@ -1,5 +1,8 @@
 //! Helpers shared by the verifier tests.
 
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
 use lipcert_bounds::InputSet;
 use lipcert_core::{Network, Rng};
 use lipcert_verify::{BoxProperty, Verdict};
@@ -21,4 +24,41 @@ pub fn uniform_points(rng: &mut Rng, lo: &[f64], hi: &[f64], n: usize) -> Vec<f6
 
 pub fn dot(c: &[f64], y: &[f64]) -> f64 {
     c.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// The outputs (concatenated) at the 201 x 201 grid points of a 2-input box, row by row.
+pub fn grid_outputs(net: &Network, lo: &[f64], hi: &[f64]) -> Vec<f64> {
+    let mut xs = Vec::with_capacity(2 * 201 * 201);
+    for i in 0..=200 {
+        for j in 0..=200 {
+            xs.push(lo[0] + (hi[0] - lo[0]) * i as f64 / 200.0);
+            xs.push(lo[1] + (hi[1] - lo[1]) * j as f64 / 200.0);
+        }
+    }
+    net.forward(&xs, 201 * 201).unwrap()
+}
+
+/// 1 to `max_conj` conjunctions of 1 or 2 random atoms c . y <= d over `m` outputs, each d at
+/// min + (max - min) * U(d_range) of the atom's values on the sampled outputs `ys`, so that
+/// both answers occur.
+pub fn random_atoms(
+    rng: &mut Rng,
+    ys: &[f64],
+    m: usize,
+    max_conj: usize,
+    d_range: (f64, f64),
+) -> Vec<Vec<(Vec<f64>, f64)>> {
+    (0..1 + rng.below(max_conj))
+        .map(|_| {
+            (0..1 + rng.below(2))
+                .map(|_| {
+                    let c: Vec<f64> = (0..m).map(|_| rng.range(-1.0, 1.0)).collect();
+                    let vals: Vec<f64> = ys.chunks(m).map(|y| dot(&c, y)).collect();
+                    let (min, max) =
+                        vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+                    (c, min + (max - min) * rng.range(d_range.0, d_range.1))
+                })
+                .collect()
+        })
+        .collect()
 }

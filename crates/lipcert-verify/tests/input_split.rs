@@ -1,0 +1,84 @@
+//! The input-splitting branch and bound on properties with several atoms: conjunctions (one
+//! refuted atom refutes the conjunction) and disjunctions (every conjunction must be refuted),
+//! with alpha-CROWN and its warm starts from the first sub-box on. On 2-input random networks a
+//! 201 x 201 grid decides the truth up to its resolution: a grid point in the unsafe region
+//! forbids `unsat`, and `sat` must come with a point that a fresh forward pass confirms.
+
+use lipcert_bounds::{Atom, Interval, Unsafe};
+use lipcert_core::random::random_mlp;
+use lipcert_core::{Activation, Network, Rng};
+use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
+use std::time::Duration;
+
+mod common;
+use common::grid_outputs;
+
+fn grid(net: &Network, lo: &[f64], hi: &[f64]) -> Vec<Vec<f64>> {
+    grid_outputs(net, lo, hi).chunks(net.output_len()).map(|y| y.to_vec()).collect()
+}
+
+fn check(net: &Network, props: &[BoxProperty], ys: &[Vec<f64>], what: &str, counts: &mut [usize; 4]) {
+    for opts in [
+        VerifyOptions { timeout: Duration::from_secs(20), ..Default::default() },
+        VerifyOptions {
+            timeout: Duration::from_secs(20),
+            sub_alpha_after: Duration::ZERO,
+            batch: 3,
+            ..Default::default()
+        },
+    ] {
+        let (v, _) = verify(net, props, &opts).unwrap();
+        if let Verdict::Sat { x, y } = &v {
+            let fresh = net.forward(x, 1).unwrap();
+            assert_eq!(&fresh, y, "{what}: reported output differs from a fresh forward pass");
+            let p = &props[0];
+            let inside = x.iter().zip(&p.input.lo).zip(&p.input.hi).all(|((v, l), h)| l <= v && v <= h);
+            assert!(inside && p.unsafe_.loss(&fresh) <= 0.0, "{what}: the counterexample does not violate");
+        }
+        let violated = ys.iter().any(|y| props[0].unsafe_.loss(y) <= 0.0);
+        if violated {
+            assert_ne!(v, Verdict::Unsat, "{what}: a grid point violates the property");
+        }
+        counts[match v {
+            Verdict::Sat { .. } => 0,
+            Verdict::Unsat => 1,
+            Verdict::Unknown(_) => 2,
+            Verdict::Timeout => 3,
+        }] += 1;
+    }
+}
+
+fn row(k: usize, i: usize, j: usize) -> Vec<f64> {
+    let mut c = vec![0.0; k];
+    c[i] = 1.0;
+    c[j] = -1.0;
+    c
+}
+
+#[test]
+fn conjunctions_and_disjunctions_agree_with_dense_sampling() {
+    let mut rng = Rng::new(7);
+    let mut counts = [0usize; 4];
+    for case in 0..24 {
+        let net = random_mlp(&mut rng, &[2, 10, 10, 4], Some(Activation::Relu), |_| 1.0, 0.5);
+        let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
+        let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
+        let ys = grid(&net, &lo, &hi);
+        // Thresholds near the observed minima of y_j - y_0, so both answers occur.
+        let min = |j: usize| ys.iter().map(|y| y[j] - y[0]).fold(f64::INFINITY, f64::min);
+        let d: Vec<f64> = (1..4).map(|j| min(j) + rng.range(-0.3, 0.3)).collect();
+        let atoms: Vec<Atom> = (1..4).map(|j| Atom { c: row(4, j, 0), d: d[j - 1] }).collect();
+        let any_of = if case % 2 == 0 {
+            // y_0 is (nearly) the largest: one conjunction of three atoms.
+            vec![atoms.clone()]
+        } else {
+            // Some y_j is (nearly) below y_0: three conjunctions of one atom, one shared twice.
+            vec![vec![atoms[0].clone()], vec![atoms[1].clone(), atoms[0].clone()], vec![atoms[2].clone()]]
+        };
+        let props = vec![BoxProperty { input: Interval::new(lo, hi), unsafe_: Unsafe { any_of } }];
+        check(&net, &props, &ys, &format!("case {case}"), &mut counts);
+    }
+    println!("sat {}, unsat {}, unknown {}, timeout {}", counts[0], counts[1], counts[2], counts[3]);
+    assert!(counts[0] > 0 && counts[1] > 0, "both answers should occur: {counts:?}");
+    assert_eq!(counts[2] + counts[3], 0, "small 2-input problems must be decided: {counts:?}");
+}
