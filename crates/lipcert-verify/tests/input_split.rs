@@ -5,13 +5,12 @@
 //! forbids `unsat`, and `sat` must come with a point that a fresh forward pass confirms.
 
 use lipcert_bounds::{Atom, Interval, Unsafe};
-use lipcert_core::random::random_mlp;
-use lipcert_core::{Activation, Network, Rng};
+use lipcert_core::{Network, Rng};
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
 mod common;
-use common::grid_outputs;
+use common::{grid_outputs, random_2d_problem};
 
 fn grid(net: &Network, lo: &[f64], hi: &[f64]) -> Vec<Vec<f64>> {
     grid_outputs(net, lo, hi).chunks(net.output_len()).map(|y| y.to_vec()).collect()
@@ -60,9 +59,7 @@ fn conjunctions_and_disjunctions_agree_with_dense_sampling() {
     let mut rng = Rng::new(7);
     let mut counts = [0usize; 4];
     for case in 0..24 {
-        let net = random_mlp(&mut rng, &[2, 10, 10, 4], Some(Activation::Relu), |_| 1.0, 0.5);
-        let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
-        let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
+        let (net, lo, hi) = random_2d_problem(&mut rng, &[10, 10, 4]);
         let ys = grid(&net, &lo, &hi);
         // Thresholds near the observed minima of y_j - y_0, so both answers occur.
         let min = |j: usize| ys.iter().map(|y| y[j] - y[0]).fold(f64::INFINITY, f64::min);

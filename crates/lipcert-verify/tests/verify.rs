@@ -3,14 +3,13 @@
 //! carries a counterexample that a fresh forward pass confirms).
 
 use lipcert_bounds::{Atom, Interval, Unsafe};
-use lipcert_core::random::random_mlp;
-use lipcert_core::{Activation, Network, Rng};
+use lipcert_core::{Network, Rng};
 use lipcert_io::vnnlib::Property;
 use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
 mod common;
-use common::grid_outputs;
+use common::{grid_outputs, random_2d_problem};
 
 fn boxes(p: &Property) -> Vec<BoxProperty> {
     p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect()
@@ -81,9 +80,7 @@ fn random_small_networks_agree_with_dense_sampling() {
     let mut rng = Rng::new(99);
     let mut counts = [0usize; 4];
     for case in 0..30 {
-        let net = random_mlp(&mut rng, &[2, 8, 8, 3], Some(Activation::Relu), |_| 1.0, 0.5);
-        let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
-        let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
+        let (net, lo, hi) = random_2d_problem(&mut rng, &[8, 8, 3]);
         // Unsafe: y_0 - y_1 <= d with d around the observed range, so both answers occur.
         let ys = grid_outputs(&net, &lo, &hi);
         let margins: Vec<f64> = ys.chunks(3).map(|y| y[0] - y[1]).collect();

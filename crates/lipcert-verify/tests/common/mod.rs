@@ -62,3 +62,13 @@ pub fn random_atoms(
         })
         .collect()
 }
+
+/// A random 2-input ReLU network with the given layer widths after the input, and a random box
+/// of side 0.1 to 1 per input inside [-1, 1].
+pub fn random_2d_problem(rng: &mut Rng, widths: &[usize]) -> (Network, Vec<f64>, Vec<f64>) {
+    let layers: Vec<usize> = std::iter::once(2).chain(widths.iter().copied()).collect();
+    let net = lipcert_core::random::random_mlp(rng, &layers, Some(lipcert_core::Activation::Relu), |_| 1.0, 0.5);
+    let lo = vec![rng.range(-1.0, 0.0), rng.range(-1.0, 0.0)];
+    let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
+    (net, lo, hi)
+}
