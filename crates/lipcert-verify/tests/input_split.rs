@@ -10,7 +10,7 @@ use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
 mod common;
-use common::{grid_outputs, random_2d_problem};
+use common::{check_sat, grid_outputs, random_2d_problem, verdict_index};
 
 fn grid(net: &Network, lo: &[f64], hi: &[f64]) -> Vec<Vec<f64>> {
     grid_outputs(net, lo, hi).chunks(net.output_len()).map(|y| y.to_vec()).collect()
@@ -27,23 +27,12 @@ fn check(net: &Network, props: &[BoxProperty], ys: &[Vec<f64>], what: &str, coun
         },
     ] {
         let (v, _) = verify(net, props, &opts).unwrap();
-        if let Verdict::Sat { x, y } = &v {
-            let fresh = net.forward(x, 1).unwrap();
-            assert_eq!(&fresh, y, "{what}: reported output differs from a fresh forward pass");
-            let p = &props[0];
-            let inside = x.iter().zip(&p.input.lo).zip(&p.input.hi).all(|((v, l), h)| l <= v && v <= h);
-            assert!(inside && p.unsafe_.loss(&fresh) <= 0.0, "{what}: the counterexample does not violate");
-        }
+        check_sat(net, &props[0], &v, what);
         let violated = ys.iter().any(|y| props[0].unsafe_.loss(y) <= 0.0);
         if violated {
             assert_ne!(v, Verdict::Unsat, "{what}: a grid point violates the property");
         }
-        counts[match v {
-            Verdict::Sat { .. } => 0,
-            Verdict::Unsat => 1,
-            Verdict::Unknown(_) => 2,
-            Verdict::Timeout => 3,
-        }] += 1;
+        counts[verdict_index(&v)] += 1;
     }
 }
 

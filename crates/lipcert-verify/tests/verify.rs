@@ -9,7 +9,7 @@ use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
 use std::time::Duration;
 
 mod common;
-use common::{grid_outputs, random_2d_problem};
+use common::{grid_outputs, random_2d_problem, verdict_index};
 
 fn boxes(p: &Property) -> Vec<BoxProperty> {
     p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect()
@@ -96,12 +96,7 @@ fn random_small_networks_agree_with_dense_sampling() {
         if min <= d {
             assert_ne!(v, Verdict::Unsat, "case {case}: a grid point violates the property (min {min} <= d {d})");
         }
-        counts[match v {
-            Verdict::Sat { .. } => 0,
-            Verdict::Unsat => 1,
-            Verdict::Unknown(_) => 2,
-            Verdict::Timeout => 3,
-        }] += 1;
+        counts[verdict_index(&v)] += 1;
     }
     println!("sat {}, unsat {}, unknown {}, timeout {}", counts[0], counts[1], counts[2], counts[3]);
     assert!(counts[0] > 0 && counts[1] > 0, "both answers should occur: {counts:?}");

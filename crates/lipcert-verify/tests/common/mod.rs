@@ -72,3 +72,13 @@ pub fn random_2d_problem(rng: &mut Rng, widths: &[usize]) -> (Network, Vec<f64>,
     let hi = vec![lo[0] + rng.range(0.1, 1.0), lo[1] + rng.range(0.1, 1.0)];
     (net, lo, hi)
 }
+
+/// Index of a verdict in [sat, unsat, unknown, timeout] counters.
+pub fn verdict_index(v: &Verdict) -> usize {
+    match v {
+        Verdict::Sat { .. } => 0,
+        Verdict::Unsat => 1,
+        Verdict::Unknown(_) => 2,
+        Verdict::Timeout => 3,
+    }
+}
