@@ -37,10 +37,24 @@ pub fn frobenius_upper(m: MatRef<'_, f64>) -> f64 {
     // order stay within the gamma bound below.
     fn lanes(col: faer::ColRef<'_, f64>, f: impl Fn(f64) -> f64, fold: impl Fn(f64, f64) -> f64) -> f64 {
         let mut acc = [0.0f64; 8];
-        let mut k = 0;
-        for v in col.iter() {
-            acc[k] = fold(acc[k], f(*v));
-            k = (k + 1) & 7;
+        match col.try_as_col_major() {
+            Some(c) => {
+                let chunks = c.as_slice().chunks_exact(8);
+                let rest = chunks.remainder();
+                for chunk in chunks {
+                    for (a, v) in acc.iter_mut().zip(chunk) {
+                        *a = fold(*a, f(*v));
+                    }
+                }
+                for (a, v) in acc.iter_mut().zip(rest) {
+                    *a = fold(*a, f(*v));
+                }
+            }
+            None => {
+                for (k, v) in col.iter().enumerate() {
+                    acc[k & 7] = fold(acc[k & 7], f(*v));
+                }
+            }
         }
         acc.into_iter().fold(0.0, &fold)
     }

@@ -460,8 +460,9 @@ fn lanczos_budget(q: usize) -> usize {
     (q / 16).clamp(12, 120)
 }
 
-/// The eigenvalue readout of an iterate G (scaled near unit norm) at Gram level t: `upper` maps a certified mu >= lambda_max(G) to an upper bound on sigma_1 and
-/// `lower` a vector to a certified lower bound. Returns a bracket narrower than `tol`, or None
+/// The eigenvalue readout of an iterate G (scaled near unit norm) at Gram level t: `upper`
+/// maps a certified mu >= lambda_max(G) to an upper bound on sigma_1 and `lower` a vector to
+/// a certified lower bound. Returns a bracket narrower than `tol`, or None
 /// when Lanczos does not settle within its budget or the certificate cannot resolve the width.
 fn eigen_readout(
     g: &Mat<f64>,

@@ -417,7 +417,6 @@ fn verify_box(
 }
 
 /// Bounds one sub-box: refutes conjunctions, looks for a counterexample, or splits.
-#[allow(clippy::too_many_arguments)]
 fn process(
     net: &Network,
     p: &BoxProperty,
