@@ -55,11 +55,14 @@ pub struct Options {
     pub block_rows: usize,
     /// alpha-CROWN: also optimize separate slopes for every intermediate bound.
     pub alpha_intermediate: bool,
+    /// alpha-CROWN: stop optimizing at this instant. Every iterate's bound is sound, so the
+    /// best one so far is returned (after the deadline, each optimization is one CROWN pass).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { alpha_iterations: 20, alpha_lr: 0.1, block_rows: 64, alpha_intermediate: true }
+        Options { alpha_iterations: 20, alpha_lr: 0.1, block_rows: 64, alpha_intermediate: true, deadline: None }
     }
 }
 
@@ -1039,7 +1042,7 @@ impl<'a> Engine<'a> {
             for (b, l) in best.iter_mut().zip(&bw.lower) {
                 *b = b.max(*l);
             }
-            if it == iterations {
+            if it == iterations || self.opts.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
             let values = self.relaxed_forward(start, &bw, &alpha, m);

@@ -344,13 +344,17 @@ pub fn relu_bab(net: &Network, p: &BoxProperty, opts: &ReluBabOptions) -> Result
     prob.fsb = opts.branch_candidates;
     let all: Vec<usize> = (0..p.unsafe_.any_of.len()).collect();
     let root_opts = SplitOptions {
-        crown: Options { alpha_iterations: opts.root_alpha_iterations, ..Options::default() },
+        crown: Options {
+            alpha_iterations: opts.root_alpha_iterations,
+            deadline: Some(opts.deadline),
+            ..Options::default()
+        },
         beta: false,
         alpha_intermediate: true,
         ..SplitOptions::default()
     };
     let sub_opts = SplitOptions {
-        crown: Options { alpha_iterations: opts.alpha_iterations, ..Options::default() },
+        crown: Options { alpha_iterations: opts.alpha_iterations, deadline: Some(opts.deadline), ..Options::default() },
         beta: opts.beta,
         alpha_intermediate: false,
         recompute_intermediate: true,
