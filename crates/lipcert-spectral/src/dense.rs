@@ -65,7 +65,7 @@ impl Bracket {
 }
 
 /// Stopping rule: a fixed number of iterations, or iterate until the bracket is narrower
-/// than `tol` (relative), whichever the caller sets; `max_iters` caps the adaptive mode.
+/// than `tol` (relative), whichever the caller sets; the adaptive mode stops at 30 products.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub iters: Option<usize>,
