@@ -73,6 +73,29 @@ fn known_benchmark_answers_are_never_contradicted() {
     assert!(solved >= 10, "only {solved} of {} instances solved", list.len());
 }
 
+/// The timeout holds on a large network that the verifier cannot decide: ReLU branch and bound,
+/// then the root alpha-CROWN and the last-resort MILP (1167 binaries here, whose HiGHS presolve
+/// once ran 8 s past its limit) all stop at the deadline.
+#[test]
+fn timeout_is_honoured_on_a_large_undecided_network() {
+    let Some(bench) = lipcert_io::testing::benchmarks_dir() else {
+        return;
+    };
+    let dir = bench.join("mnistfc");
+    let net = lipcert_io::import_file(&dir.join("mnist-net_256x6.onnx")).unwrap().network;
+    let props = boxes(&Property::read(&dir.join("prop_1_0.03.vnnlib")).unwrap());
+    let timeout = Duration::from_secs(3);
+    let start = std::time::Instant::now();
+    let (v, stats) = verify(&net, &props, &VerifyOptions { timeout, ..Default::default() }).unwrap();
+    let wall = start.elapsed();
+    println!("{}: {:.2} s wall, {} boxes", v.word(), wall.as_secs_f64(), stats.boxes);
+    check_sat(&net, &props, &v, "mnist-net_256x6 prop_1_0.03");
+    // A batch of subdomains or a simplex pass in flight may finish after the deadline; seconds
+    // beyond it mean a phase that does not look at the clock.
+    // (Before the fix, HiGHS presolve alone ran 8 s past its limit on this instance.)
+    assert!(wall < timeout + Duration::from_secs(3), "{:.2} s for a 3 s timeout", wall.as_secs_f64());
+}
+
 /// On 2-input random networks, a 201 x 201 grid decides the truth up to the grid's resolution:
 /// a grid point in the unsafe region forbids `unsat`; `sat` must come with a valid point.
 #[test]
