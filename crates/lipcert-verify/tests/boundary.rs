@@ -9,6 +9,9 @@ use lipcert_core::{Activation, Dense, Network, NetworkBuilder, Op, Rng};
 use lipcert_verify::{decision_boundary, BoundaryNorm, BoundaryOptions, BoundaryResult, LowerProof, UpperSource};
 use std::time::Duration;
 
+mod common;
+use common::mnistfc;
+
 /// Rounding allowance when comparing radii computed along different paths.
 const SLACK: f64 = 1e-12;
 
@@ -209,11 +212,9 @@ fn bad_arguments_are_errors() {
 /// image.
 #[test]
 fn mnist_bracket_is_valid() {
-    let Some(bench) = lipcert_io::testing::benchmarks_dir() else {
+    let Some((net, dir)) = mnistfc("mnist-net_256x2.onnx") else {
         return;
     };
-    let dir = bench.join("mnistfc");
-    let net = lipcert_io::import_file(&dir.join("mnist-net_256x2.onnx")).unwrap().network;
     let p = lipcert_io::vnnlib::Property::read(&dir.join("prop_0_0.03.vnnlib")).unwrap();
     let (lo, hi, _) = p.input_boxes().remove(0);
     let x0: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| 0.5 * l + 0.5 * h).collect();

@@ -6,12 +6,11 @@
 use lipcert_bounds::{bound_with_splits, InputSet, Interval, Options, Parent, Split, SplitBounds, SplitOptions, Warm};
 use lipcert_core::random::random_mlp;
 use lipcert_core::{Activation, Network, Rng};
-use lipcert_io::vnnlib::Property;
 use lipcert_verify::{milp_verify, relu_bab, verify, BoxProperty, MilpOptions, ReluBabOptions, Verdict, VerifyOptions};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{check_sat, dot, random_atoms, uniform_points};
+use common::{check_sat, dot, mnistfc, property_boxes, random_atoms, uniform_points};
 
 /// Values feeding ReLU nodes.
 fn relu_inputs(net: &Network) -> Vec<usize> {
@@ -220,16 +219,13 @@ fn sat_splits(net: &Network, values: &[Vec<f64>], i: usize, splits: &[Split]) ->
 /// `verify` (ReLU branch and bound first): unsat at eps 0.03 and sat at eps 0.05.
 #[test]
 fn mnist_instances_through_relu_bab() {
-    let Some(bench) = lipcert_io::testing::benchmarks_dir() else {
+    let Some((net, dir)) = mnistfc("mnist-net_256x2.onnx") else {
         return;
     };
-    let dir = bench.join("mnistfc");
-    let net = lipcert_io::import_file(&dir.join("mnist-net_256x2.onnx")).unwrap().network;
     for (prop, answer) in
         [("prop_13_0.03.vnnlib", "unsat"), ("prop_9_0.03.vnnlib", "unsat"), ("prop_0_0.05.vnnlib", "sat")]
     {
-        let p = Property::read(&dir.join(prop)).unwrap();
-        let props: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
+        let props = property_boxes(&dir.join(prop));
         let opts = VerifyOptions { timeout: Duration::from_secs(20), ..Default::default() };
         let (v, stats) = verify(&net, &props, &opts).unwrap();
         println!("{prop}: {} in {:.2} s, {} ReLU subdomains", v.word(), stats.time_s, stats.relu_domains);

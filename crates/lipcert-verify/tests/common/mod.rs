@@ -5,7 +5,23 @@
 
 use lipcert_bounds::InputSet;
 use lipcert_core::{Network, Rng};
+use lipcert_io::vnnlib::Property;
 use lipcert_verify::{BoxProperty, Verdict};
+use std::path::{Path, PathBuf};
+
+/// A network of the mnistfc benchmark and the category's directory, or None (with the reason
+/// printed) where ../shared is absent.
+pub fn mnistfc(onnx: &str) -> Option<(Network, PathBuf)> {
+    let dir = lipcert_io::testing::benchmarks_dir()?.join("mnistfc");
+    let net = lipcert_io::import_file(&dir.join(onnx)).unwrap().network;
+    Some((net, dir))
+}
+
+/// A VNN-LIB file's cases as the verifier's box properties.
+pub fn property_boxes(path: &Path) -> Vec<BoxProperty> {
+    let p = Property::read(path).unwrap();
+    p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect()
+}
 
 /// A `sat` answer must come with a point of the box whose fresh forward pass is unsafe.
 pub fn check_sat(net: &Network, p: &BoxProperty, v: &Verdict, what: &str) {
