@@ -264,6 +264,8 @@ enum Outcome {
     /// Not refuted, no counterexample, and too narrow to split further in f64; `true` when the
     /// MILP back end was tried and left it undecided.
     Stuck(bool),
+    /// The verifier's time ran out before this box was decided.
+    OutOfTime,
     Counterexample(Vec<f64>, Vec<f64>),
     /// Split; `true` when the MILP back end was tried on the sub-box and left it undecided.
     Split(Node, Node, bool),
@@ -393,6 +395,7 @@ fn verify_box(
                     stats.milp_calls += 1;
                     stats.milp_decided += 1;
                 }
+                Outcome::OutOfTime => return Ok(Verdict::Timeout),
                 Outcome::Stuck(milp) => {
                     stats.milp_calls += milp as usize;
                     if start.elapsed() >= opts.timeout {
@@ -612,7 +615,7 @@ fn process(
         // instead of 61, 3.5 s instead of 13.5 s).
         let m = if can_split || node.depth > 0 { Method::Crown } else { Method::AlphaCrown };
         if start.elapsed() >= opts.timeout {
-            return Ok(Outcome::Stuck(false)); // reported as a timeout
+            return Ok(Outcome::OutOfTime);
         }
         let vb = value_bounds(net, &set, m, &bound_opts)?;
         if milp::milp_binaries(net, &vb).is_ok_and(|b| b <= limit) {

@@ -10,7 +10,7 @@ use lipcert_verify::{decision_boundary, BoundaryNorm, BoundaryOptions, BoundaryR
 use std::time::Duration;
 
 mod common;
-use common::mnistfc;
+use common::benchmark_net;
 
 /// Rounding allowance when comparing radii computed along different paths.
 const SLACK: f64 = 1e-12;
@@ -212,7 +212,7 @@ fn bad_arguments_are_errors() {
 /// image.
 #[test]
 fn mnist_bracket_is_valid() {
-    let Some((net, dir)) = mnistfc("mnist-net_256x2.onnx") else {
+    let Some((net, dir)) = benchmark_net("mnistfc", "mnist-net_256x2.onnx") else {
         return;
     };
     let p = lipcert_io::vnnlib::Property::read(&dir.join("prop_0_0.03.vnnlib")).unwrap();

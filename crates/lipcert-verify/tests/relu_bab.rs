@@ -10,7 +10,7 @@ use lipcert_verify::{milp_verify, relu_bab, verify, BoxProperty, MilpOptions, Re
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{check_sat, dot, mnistfc, property_boxes, random_atoms, uniform_points};
+use common::{benchmark_net, check_sat, dot, property_boxes, random_atoms, uniform_points};
 
 /// Values feeding ReLU nodes.
 fn relu_inputs(net: &Network) -> Vec<usize> {
@@ -219,7 +219,7 @@ fn sat_splits(net: &Network, values: &[Vec<f64>], i: usize, splits: &[Split]) ->
 /// `verify` (ReLU branch and bound first): unsat at eps 0.03 and sat at eps 0.05.
 #[test]
 fn mnist_instances_through_relu_bab() {
-    let Some((net, dir)) = mnistfc("mnist-net_256x2.onnx") else {
+    let Some((net, dir)) = benchmark_net("mnistfc", "mnist-net_256x2.onnx") else {
         return;
     };
     for (prop, answer) in

@@ -7,14 +7,14 @@ use lipcert_verify::{verify, Verdict, VerifyOptions};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{check_sat, mnistfc, property_boxes};
+use common::{benchmark_net, check_sat, property_boxes};
 
 /// The timeout holds on a large network that the verifier cannot decide: ReLU branch and bound,
 /// then the root alpha-CROWN and the last-resort MILP (1167 binaries here, whose HiGHS presolve
 /// once ran 8 s past its limit) all stop at the deadline.
 #[test]
 fn timeout_is_honoured_on_a_large_undecided_network() {
-    let Some((net, dir)) = mnistfc("mnist-net_256x6.onnx") else {
+    let Some((net, dir)) = benchmark_net("mnistfc", "mnist-net_256x6.onnx") else {
         return;
     };
     let props = property_boxes(&dir.join("prop_1_0.03.vnnlib"));
@@ -37,12 +37,11 @@ fn timeout_is_honoured_on_a_large_undecided_network() {
 /// beside the other verifier tests, 8.2 s for the 3 s timeout and 13 s for a 10 s one).
 #[test]
 fn concurrent_verifications_keep_their_timeouts() {
-    let Some((big, dir)) = mnistfc("mnist-net_256x6.onnx") else {
+    let Some((big, dir)) = benchmark_net("mnistfc", "mnist-net_256x6.onnx") else {
         return;
     };
     let big_props = property_boxes(&dir.join("prop_1_0.03.vnnlib"));
-    let acas = dir.join("../acasxu");
-    let small = lipcert_io::import_file(&acas.join("ACASXU_run2a_1_1_batch_2000.onnx")).unwrap().network;
+    let (small, acas) = benchmark_net("acasxu", "ACASXU_run2a_1_1_batch_2000.onnx").expect("acasxu beside mnistfc");
     let small_props = property_boxes(&acas.join("prop_1.vnnlib"));
     let timeout = Duration::from_secs(3);
     let done = std::sync::atomic::AtomicBool::new(false);

@@ -9,10 +9,10 @@ use lipcert_io::vnnlib::Property;
 use lipcert_verify::{BoxProperty, Verdict};
 use std::path::{Path, PathBuf};
 
-/// A network of the mnistfc benchmark and the category's directory, or None (with the reason
-/// printed) where ../shared is absent.
-pub fn mnistfc(onnx: &str) -> Option<(Network, PathBuf)> {
-    let dir = lipcert_io::testing::benchmarks_dir()?.join("mnistfc");
+/// A network of a VNN-COMP 2021 category and the category's directory, or None (with the
+/// reason printed) where ../shared is absent.
+pub fn benchmark_net(category: &str, onnx: &str) -> Option<(Network, PathBuf)> {
+    let dir = lipcert_io::testing::benchmarks_dir()?.join(category);
     let net = lipcert_io::import_file(&dir.join(onnx)).unwrap().network;
     Some((net, dir))
 }
