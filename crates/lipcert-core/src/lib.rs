@@ -5,6 +5,7 @@ pub mod activation;
 pub mod demo;
 pub mod error;
 pub mod forward;
+pub mod forward_f32;
 pub mod graph;
 pub mod kernels;
 pub mod random;
@@ -14,6 +15,7 @@ pub mod simplify;
 
 pub use error::GraphError;
 pub use forward::{DenseGrad, Gradients, Trace};
+pub use forward_f32::PlanF32;
 pub use graph::{Activation, Conv2d, Dense, Network, NetworkBuilder, Node, Op, Pool2d, ValueId};
 pub use rng::Rng;
 pub use simplify::simplify;

@@ -1,0 +1,569 @@
+//! Batched f32 inference for throughput (randomized smoothing, sampling). Analyses stay in
+//! f64 (`Network::forward`); this path trades precision (f32 rounding, about 1e-6 relative
+//! per operation) for speed.
+//!
+//! A [`PlanF32`] is compiled once from a [`Network`]: weights converted to f32, index tables
+//! for convolutions (im2col gathers), pooling windows, padding and transposes precomputed.
+//! Dense layers are one GEMM over the whole batch, convolutions im2col + one GEMM per chunk
+//! of images. Buffers for every value are kept in the plan and reused across calls, so the
+//! hot loop allocates nothing once the largest batch has been seen.
+
+use crate::error::GraphError;
+use crate::graph::{Activation, Network, Op};
+use crate::kernels;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// Work (multiply-adds) above which one product uses all threads.
+const PARALLEL_WORK: usize = 1 << 17;
+/// Elementwise work is split across threads in chunks of this many values.
+const ELEMENTWISE_CHUNK: usize = 1 << 15;
+/// Target number of im2col columns (images x positions) per convolution GEMM.
+const CONV_COLUMNS: usize = 2048;
+
+/// An activation in f32 (mirrors [`Activation`]).
+#[derive(Clone, Copy, Debug)]
+enum ActF32 {
+    Relu,
+    LeakyRelu(f32),
+    Elu(f32),
+    GeluErf,
+    GeluTanh,
+    Sigmoid,
+    Tanh,
+}
+
+impl ActF32 {
+    fn new(a: Activation) -> Self {
+        match a {
+            Activation::Relu => ActF32::Relu,
+            Activation::LeakyRelu { alpha } => ActF32::LeakyRelu(alpha as f32),
+            Activation::Elu { alpha } => ActF32::Elu(alpha as f32),
+            Activation::Gelu { tanh_approx: false } => ActF32::GeluErf,
+            Activation::Gelu { tanh_approx: true } => ActF32::GeluTanh,
+            Activation::Sigmoid => ActF32::Sigmoid,
+            Activation::Tanh => ActF32::Tanh,
+        }
+    }
+}
+
+/// Windows of a pooling node on one plane, as compressed rows: the input offsets of output
+/// position `o` are `index[start[o]..start[o + 1]]`.
+#[derive(Clone, Debug)]
+struct Windows {
+    start: Vec<u32>,
+    index: Vec<u32>,
+    in_len: usize,
+    out_len: usize,
+}
+
+impl Windows {
+    fn new(p: &crate::graph::Pool2d, hw: [usize; 2], ohw: [usize; 2]) -> Self {
+        let out_len = ohw[0] * ohw[1];
+        let mut lists = vec![Vec::new(); out_len];
+        kernels::for_each_window(p, hw, ohw, |o, i| lists[o].push(i as u32));
+        let mut start = vec![0u32];
+        let mut index = vec![];
+        for l in lists {
+            index.extend(l);
+            start.push(index.len() as u32);
+        }
+        Windows { start, index, in_len: hw[0] * hw[1], out_len }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// y = x W^T + b on the last axis; `w` is `[out, in]`.
+    Dense {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        in_f: usize,
+        out_f: usize,
+    },
+    Conv(ConvPlan),
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    Act(ActF32),
+    Add,
+    AvgPool {
+        win: Windows,
+        inv_div: Vec<f32>,
+    },
+    MaxPool {
+        win: Windows,
+    },
+    /// Output element `index[i]` of each sample takes input element i; the rest is `value`.
+    Pad {
+        index: Vec<u32>,
+        value: f32,
+    },
+    /// Same data, new shape.
+    Copy,
+    /// Output element i of each sample is input element `index[i]`.
+    Gather {
+        index: Vec<u32>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct ConvPlan {
+    /// `[O, k]` row-major (k = C/groups * kh * kw).
+    w: Vec<f32>,
+    b: Vec<f32>,
+    groups: usize,
+    og: usize,
+    k: usize,
+    /// Output positions per image.
+    p: usize,
+    /// Elements per input image `[C, H, W]`.
+    in_len: usize,
+    /// Per group, `[k, p]` offsets into the input image; `in_len` means zero padding.
+    gather: Vec<u32>,
+    /// Images per GEMM.
+    chunk: usize,
+}
+
+#[derive(Clone, Debug)]
+struct PlanNode {
+    step: Step,
+    inputs: Vec<usize>,
+    /// Per-sample length of the output value.
+    out_len: usize,
+    /// Per-sample length of the first input.
+    in_len: usize,
+}
+
+/// A network compiled for f32 batched inference. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct PlanF32 {
+    nodes: Vec<PlanNode>,
+    lens: Vec<usize>,
+    output: usize,
+    /// One buffer per value (value 0, the input, is read from the caller's slice).
+    bufs: Vec<Vec<f32>>,
+    /// Per worker: im2col scratch.
+    scratch: Vec<Vec<f32>>,
+    capacity: usize,
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+fn u32s(v: Vec<usize>) -> Vec<u32> {
+    v.into_iter().map(|i| u32::try_from(i).expect("per-sample sizes fit in u32")).collect()
+}
+
+impl PlanF32 {
+    /// Compiles `net`. Every operator of the IR is supported (the match is exhaustive, so a
+    /// new operator does not compile until it has an f32 rule here).
+    pub fn new(net: &Network) -> Self {
+        let lens: Vec<usize> = net.shapes.iter().map(|s| s.iter().product()).collect();
+        let mut nodes = Vec::with_capacity(net.nodes.len());
+        for (k, node) in net.nodes.iter().enumerate() {
+            let in_shape = &net.shapes[node.inputs[0]];
+            let out_shape = &net.shapes[k + 1];
+            let step = match &node.op {
+                Op::Dense(d) => {
+                    Step::Dense { w: f32s(&d.weight), b: f32s(&d.bias), in_f: d.in_features, out_f: d.out_features }
+                }
+                Op::Conv2d(c) => {
+                    let (h, w) = (in_shape[2], in_shape[3]);
+                    let (oh, ow) = (out_shape[2], out_shape[3]);
+                    let cg = c.in_channels / c.groups;
+                    let [kh, kw] = c.kernel;
+                    let kk = cg * kh * kw;
+                    let p = oh * ow;
+                    let in_len = c.in_channels * h * w;
+                    let mut gather = Vec::with_capacity(c.groups * kk * p);
+                    for g in 0..c.groups {
+                        for ci in 0..cg {
+                            let chan = (g * cg + ci) * h * w;
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    for oy in 0..oh {
+                                        for ox in 0..ow {
+                                            let iy =
+                                                (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
+                                            let ix =
+                                                (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
+                                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                                            gather.push(if inside {
+                                                chan + iy as usize * w + ix as usize
+                                            } else {
+                                                in_len
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Step::Conv(ConvPlan {
+                        w: f32s(&c.weight),
+                        b: f32s(&c.bias),
+                        groups: c.groups,
+                        og: c.out_channels / c.groups,
+                        k: kk,
+                        p,
+                        in_len,
+                        gather: u32s(gather),
+                        chunk: (CONV_COLUMNS / p.max(1)).max(1),
+                    })
+                }
+                Op::Affine { scale, shift } => Step::Affine { scale: f32s(scale), shift: f32s(shift) },
+                Op::Activation(a) => Step::Act(ActF32::new(*a)),
+                Op::Add => Step::Add,
+                Op::AvgPool(p) => {
+                    let win = Windows::new(p, [in_shape[2], in_shape[3]], [out_shape[2], out_shape[3]]);
+                    let inv_div =
+                        kernels::avgpool_divisors(p, [in_shape[2], in_shape[3]], [out_shape[2], out_shape[3]])
+                            .iter()
+                            .map(|d| (1.0 / d) as f32)
+                            .collect();
+                    Step::AvgPool { win, inv_div }
+                }
+                Op::MaxPool(p) => {
+                    Step::MaxPool { win: Windows::new(p, [in_shape[2], in_shape[3]], [out_shape[2], out_shape[3]]) }
+                }
+                Op::Pad { pads, value } => {
+                    Step::Pad { index: u32s(kernels::pad_scatter_index(in_shape, pads)), value: *value as f32 }
+                }
+                Op::Reshape { .. } => Step::Copy,
+                Op::Transpose { perm } => Step::Gather { index: u32s(kernels::transpose_gather_index(in_shape, perm)) },
+            };
+            nodes.push(PlanNode {
+                step,
+                inputs: node.inputs.clone(),
+                out_len: lens[k + 1],
+                in_len: lens[node.inputs[0]],
+            });
+        }
+        let threads = rayon::current_num_threads().max(1);
+        PlanF32 {
+            nodes,
+            bufs: vec![Vec::new(); lens.len()],
+            lens,
+            output: net.output,
+            scratch: vec![Vec::new(); threads],
+            capacity: 0,
+        }
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.lens[0]
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.lens[self.output]
+    }
+
+    /// Grows the buffers to hold batches of `n` (the only allocation; later calls with at
+    /// most `n` samples allocate nothing).
+    pub fn reserve(&mut self, n: usize) {
+        if n <= self.capacity {
+            return;
+        }
+        for (v, buf) in self.bufs.iter_mut().enumerate().skip(1) {
+            buf.resize(n * self.lens[v], 0.0);
+        }
+        let workers = self.scratch.len();
+        for node in &self.nodes {
+            if let Step::Conv(c) = &node.step {
+                let images_per_worker = n.div_ceil(workers).max(1) * (node.in_len / c.in_len).max(1);
+                let cols = c.chunk.min(images_per_worker) * c.p;
+                // im2col matrix, the GEMM result of one group, and one zero-extended image.
+                let need = c.k * cols + c.og * cols + c.in_len + 1;
+                for s in &mut self.scratch {
+                    if s.len() < need {
+                        s.resize(need, 0.0);
+                    }
+                }
+            }
+        }
+        self.capacity = n;
+    }
+
+    /// Forward pass of `n` samples (`x` is `[n, input_len]`); returns `[n, output_len]`,
+    /// a view into the plan's buffers valid until the next call.
+    pub fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], GraphError> {
+        let len = self.lens[0];
+        if x.len() != n * len {
+            return Err(GraphError::Data(format!(
+                "input batch has {} values, expected {n} samples x {len} elements",
+                x.len()
+            )));
+        }
+        self.reserve(n);
+        if self.output == 0 {
+            let out = &mut self.bufs[0];
+            out.clear();
+            out.extend_from_slice(x);
+            return Ok(&self.bufs[0][..]);
+        }
+        let PlanF32 { nodes, lens, bufs, scratch, .. } = self;
+        for (k, node) in nodes.iter().enumerate() {
+            let out = k + 1;
+            let mut y = std::mem::take(&mut bufs[out]);
+            {
+                let input = |v: usize| -> &[f32] {
+                    if v == 0 {
+                        x
+                    } else {
+                        &bufs[v][..n * lens[v]]
+                    }
+                };
+                let a = input(node.inputs[0]);
+                let y = &mut y[..n * node.out_len];
+                run_step(node, a, node.inputs.get(1).map(|&v| input(v)), y, n, scratch);
+            }
+            bufs[out] = y;
+        }
+        Ok(&self.bufs[self.output][..n * self.lens[self.output]])
+    }
+}
+
+fn par_for(work: usize) -> Par {
+    if work >= PARALLEL_WORK && rayon::current_num_threads() > 1 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// dst[m x n] += a[m x k] * b^T where b is stored `[n, k]` (tb) or b[k x n] (!tb); row-major.
+#[allow(clippy::too_many_arguments)]
+fn gemm(dst: &mut [f32], a: &[f32], b: &[f32], tb: bool, (m, k, n): (usize, usize, usize), accumulate: bool, par: Par) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let a = MatRef::from_row_major_slice(a, m, k);
+    let b = if tb { MatRef::from_row_major_slice(b, n, k).transpose() } else { MatRef::from_row_major_slice(b, k, n) };
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let accum = if accumulate { Accum::Add } else { Accum::Replace };
+    faer::linalg::matmul::matmul(dst, accum, a, b, 1.0f32, par);
+}
+
+fn map_in_place<F: Fn(f32) -> f32 + Sync>(xs: &mut [f32], f: F) {
+    if xs.len() > 2 * ELEMENTWISE_CHUNK && rayon::current_num_threads() > 1 {
+        xs.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+    } else {
+        xs.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn activation(a: ActF32, y: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    match a {
+        ActF32::Relu => map_in_place(y, |v| v.max(0.0)),
+        ActF32::LeakyRelu(alpha) => map_in_place(y, move |v| if v >= 0.0 { v } else { alpha * v }),
+        ActF32::Elu(alpha) => map_in_place(y, move |v| if v > 0.0 { v } else { alpha * v.exp_m1() }),
+        ActF32::GeluErf => map_in_place(y, |v| 0.5 * v * libm::erfcf(-v * std::f32::consts::FRAC_1_SQRT_2)),
+        ActF32::GeluTanh => map_in_place(y, |v| 0.5 * v * (1.0 + (SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)).tanh())),
+        ActF32::Sigmoid => map_in_place(y, sigmoid),
+        ActF32::Tanh => map_in_place(y, f32::tanh),
+    }
+}
+
+fn run_step(node: &PlanNode, a: &[f32], b: Option<&[f32]>, y: &mut [f32], n: usize, scratch: &mut [Vec<f32>]) {
+    match &node.step {
+        Step::Dense { w, b: bias, in_f, out_f } => {
+            let rows = a.len() / in_f;
+            for row in y.chunks_exact_mut(*out_f) {
+                row.copy_from_slice(bias);
+            }
+            gemm(y, a, w, true, (rows, *in_f, *out_f), true, par_for(rows * in_f * out_f));
+        }
+        Step::Conv(c) => conv(c, a, y, n * (node.in_len / c.in_len), scratch),
+        Step::Affine { scale, shift } => {
+            for (dst, src) in y.chunks_exact_mut(scale.len()).zip(a.chunks_exact(scale.len())) {
+                for (((d, s), m), t) in dst.iter_mut().zip(src).zip(scale).zip(shift) {
+                    *d = s * m + t;
+                }
+            }
+        }
+        Step::Act(f) => {
+            y.copy_from_slice(a);
+            activation(*f, y);
+        }
+        Step::Add => {
+            let b = b.expect("Add has two inputs");
+            for ((d, s), t) in y.iter_mut().zip(a).zip(b) {
+                *d = s + t;
+            }
+        }
+        Step::AvgPool { win, inv_div } => {
+            let planes = y.len() / win.out_len;
+            let one = |(out, plane): (&mut [f32], &[f32])| {
+                for (o, v) in out.iter_mut().enumerate() {
+                    let idx = &win.index[win.start[o] as usize..win.start[o + 1] as usize];
+                    *v = idx.iter().map(|&i| plane[i as usize]).sum::<f32>() * inv_div[o];
+                }
+            };
+            if planes * win.index.len() > ELEMENTWISE_CHUNK {
+                y.par_chunks_mut(win.out_len).zip(a.par_chunks(win.in_len)).for_each(one);
+            } else {
+                y.chunks_mut(win.out_len).zip(a.chunks(win.in_len)).for_each(one);
+            }
+        }
+        Step::MaxPool { win } => {
+            let planes = y.len() / win.out_len;
+            let one = |(out, plane): (&mut [f32], &[f32])| {
+                for (o, v) in out.iter_mut().enumerate() {
+                    let idx = &win.index[win.start[o] as usize..win.start[o + 1] as usize];
+                    // NaN propagates (as in the f64 forward).
+                    *v = idx.iter().fold(f32::NEG_INFINITY, |m, &i| {
+                        let x = plane[i as usize];
+                        if x > m || x.is_nan() {
+                            x
+                        } else {
+                            m
+                        }
+                    });
+                }
+            };
+            if planes * win.index.len() > ELEMENTWISE_CHUNK {
+                y.par_chunks_mut(win.out_len).zip(a.par_chunks(win.in_len)).for_each(one);
+            } else {
+                y.chunks_mut(win.out_len).zip(a.chunks(win.in_len)).for_each(one);
+            }
+        }
+        Step::Pad { index, value } => {
+            y.fill(*value);
+            for (dst, src) in y.chunks_exact_mut(node.out_len).zip(a.chunks_exact(node.in_len)) {
+                for (&i, &v) in index.iter().zip(src) {
+                    dst[i as usize] = v;
+                }
+            }
+        }
+        Step::Copy => y.copy_from_slice(a),
+        Step::Gather { index } => {
+            for (dst, src) in y.chunks_exact_mut(node.out_len).zip(a.chunks_exact(node.in_len)) {
+                for (d, &i) in dst.iter_mut().zip(index) {
+                    *d = src[i as usize];
+                }
+            }
+        }
+    }
+}
+
+/// Convolution of `images` images: workers take contiguous ranges of images; each processes
+/// its range in chunks of `c.chunk` images with one GEMM per group and chunk.
+fn conv(c: &ConvPlan, x: &[f32], y: &mut [f32], images: usize, scratch: &mut [Vec<f32>]) {
+    let out_len = c.og * c.groups * c.p;
+    let workers = scratch.len().min(images).max(1);
+    let per = images.div_ceil(workers);
+    let range = |x: &[f32], y: &mut [f32], s: &mut [f32], par: Par| {
+        let count = y.len() / out_len;
+        let mut first = 0;
+        while first < count {
+            let cb = c.chunk.min(count - first);
+            let cols_n = cb * c.p;
+            let (cols, rest) = s.split_at_mut(c.k * cols_n);
+            let (tmp, rest) = rest.split_at_mut(c.og * cols_n);
+            let ext = &mut rest[..c.in_len + 1];
+            for g in 0..c.groups {
+                let table = &c.gather[g * c.k * c.p..(g + 1) * c.k * c.p];
+                for i in 0..cb {
+                    let img = &x[(first + i) * c.in_len..(first + i + 1) * c.in_len];
+                    ext[..c.in_len].copy_from_slice(img);
+                    ext[c.in_len] = 0.0;
+                    for (r, trow) in table.chunks_exact(c.p).enumerate() {
+                        let dst = &mut cols[r * cols_n + i * c.p..][..c.p];
+                        for (d, &t) in dst.iter_mut().zip(trow) {
+                            *d = ext[t as usize];
+                        }
+                    }
+                }
+                let w_g = &c.w[g * c.og * c.k..(g + 1) * c.og * c.k];
+                gemm(tmp, w_g, cols, false, (c.og, c.k, cols_n), false, par);
+                for o in 0..c.og {
+                    let bias = c.b[g * c.og + o];
+                    for i in 0..cb {
+                        let src = &tmp[o * cols_n + i * c.p..][..c.p];
+                        let dst = &mut y[((first + i) * c.groups * c.og + g * c.og + o) * c.p..][..c.p];
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = s + bias;
+                        }
+                    }
+                }
+            }
+            first += cb;
+        }
+    };
+    if workers == 1 {
+        let work = c.og * c.k * c.p * c.groups * images.min(c.chunk);
+        range(x, y, &mut scratch[0], par_for(work));
+    } else {
+        y.par_chunks_mut(per * out_len)
+            .zip(x.par_chunks(per * c.in_len))
+            .zip(scratch.par_iter_mut())
+            .for_each(|((y, x), s)| range(x, y, s, Par::Seq));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::random_network;
+    use crate::Rng;
+
+    fn max_scaled_error(a: &[f32], b: &[f64], m: usize) -> f64 {
+        a.chunks(m)
+            .zip(b.chunks(m))
+            .map(|(x, y)| {
+                let scale = y.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+                x.iter().zip(y).map(|(&p, &q)| (p as f64 - q).abs()).fold(0.0, f64::max) / scale
+            })
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn f32_plan_matches_f64_forward_on_random_networks() {
+        let mut rng = Rng::new(7);
+        for case in 0..40 {
+            let net = random_network(&mut rng);
+            let mut plan = PlanF32::new(&net);
+            for n in [1usize, 3, 17] {
+                let x: Vec<f64> = (0..n * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32 as f64).collect();
+                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let want = net.forward(&x, n).unwrap();
+                let got = plan.forward(&xf, n).unwrap().to_vec();
+                let err = max_scaled_error(&got, &want, net.output_len());
+                assert!(err < 1e-4, "case {case}, batch {n}: scaled error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn buffers_are_reused_and_batches_shrink_and_grow() {
+        let mut rng = Rng::new(3);
+        let net = random_network(&mut rng);
+        let mut plan = PlanF32::new(&net);
+        let x: Vec<f32> = (0..40 * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+        let big = plan.forward(&x, 40).unwrap().to_vec();
+        let ptr = plan.bufs[plan.output].as_ptr();
+        let small = plan.forward(&x[..5 * net.input_len()], 5).unwrap().to_vec();
+        assert_eq!(ptr, plan.bufs[plan.output].as_ptr(), "no reallocation for a smaller batch");
+        assert_eq!(&big[..small.len()], &small[..]);
+        assert!(plan.forward(&x[..7], 1).is_err());
+    }
+}
