@@ -2,7 +2,7 @@
 //! the result as a table (people) or JSON (machines, with `--json`); nothing else prints.
 
 mod commands;
-mod plot;
+mod progress;
 mod render;
 
 use clap::error::ErrorKind;
@@ -48,6 +48,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// How far a pruned model's output can move over a box: closed-form bound, certified bound, observed maximum.
     Deviation(commands::deviation::Args),
+    /// How robust is this network? Runs the analyses that fit the model and inputs within a time budget and writes DIR/index.html and DIR/report.json.
+    Report(commands::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Control(a) => commands::control::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Deviation(a) => commands::deviation::run(a),
+        Command::Report(a) => commands::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 /// `../shared/benchmarks/vnncomp2021` beside the repository, or under `$LIPCERT_SHARED`.
-/// None, with the reason printed, when it is absent, so that tests skip visibly.
+/// None, with the reason printed, when it is absent, so that tests skip visibly; under CI
+/// (`CI` set) its absence is a failure.
 pub fn benchmarks_dir() -> Option<PathBuf> {
     let shared = std::env::var_os("LIPCERT_SHARED")
         .map(PathBuf::from)
@@ -12,6 +13,13 @@ pub fn benchmarks_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
+        // Under CI the shared benchmarks are part of the set-up: a missing directory is a
+        // broken path, not a reason to skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: benchmark networks not found at {} (set LIPCERT_SHARED)",
+            dir.display()
+        );
         println!("SKIPPED: benchmark networks not found at {} (set LIPCERT_SHARED)", dir.display());
         None
     }

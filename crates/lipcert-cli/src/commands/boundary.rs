@@ -1,7 +1,6 @@
 use crate::commands::lipschitz::NormArg;
 use crate::render::{print_json, table};
 use anyhow::bail;
-use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_bounds::Interval;
 use lipcert_io::{DType, NpyArray};
 use lipcert_verify::{
@@ -118,19 +117,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.attack.seed = args.seed;
     opts.verify.seed = args.seed;
 
-    // A spinner on stderr once the search has run for a second.
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
-    let mut shown = false;
+    let bar = crate::progress::Progress::new("boundary", None);
     let mut on_probe = |p: &Progress| {
-        if p.elapsed_s < 1.0 {
-            return;
-        }
-        if !shown {
-            bar.enable_steady_tick(Duration::from_millis(200));
-            shown = true;
-        }
-        bar.set_message(format!(
+        bar.message(&format!(
             "[{}, {}]  {} at {}: {}",
             radius(p.lower),
             radius(p.upper),
@@ -140,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ));
     };
     let r = decision_boundary_with_progress(net, &x.data, args.label, norm, &opts, &mut on_probe)?;
-    bar.finish_and_clear();
+    bar.finish();
 
     if let (Some(path), Some(w)) = (&args.output, &r.witness) {
         NpyArray::new(vec![1, w.len()], w.clone(), DType::F64).write(path).map_err(anyhow::Error::msg)?;

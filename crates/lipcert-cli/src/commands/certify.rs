@@ -1,7 +1,6 @@
 use crate::commands::lipschitz::NormArg;
 use crate::render::{print_json, table};
 use anyhow::bail;
-use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_bounds::{attack, margins, AttackMethod, AttackOptions, InputSet, Interval, Method, Options, Unsafe};
 use lipcert_io::NpyArray;
 use lipcert_spectral::lipschitz::{network_lipschitz, output_enclosure, pair_constants, radii, Search};
@@ -124,8 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     let pairs = lip.as_ref().and_then(|l| pair_constants(net, l));
 
-    let bar = if n > 16 && !args.json { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));
+    let bar = crate::progress::Progress::new("certify: samples", Some(n as u64));
     let opts = Options::default();
     let attack_opts = AttackOptions {
         restarts: args.pgd_restarts,
@@ -183,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(s)
         })
         .collect();
-    bar.finish_and_clear();
+    bar.finish();
     let samples: Vec<Sample> = samples.into_iter().collect::<anyhow::Result<_>>()?;
     let time_s = start.elapsed().as_secs_f64();
 

@@ -2,7 +2,6 @@
 //! of an LQR expert, simulate it (against a pruned copy), describe the systems.
 
 use crate::commands::lipschitz::NormArg;
-use crate::plot::{grid, line_plot, Panel, Series};
 use crate::render::{print_json, table};
 use anyhow::{bail, Context};
 use lipcert_control::rollout::ComparisonTraces;
@@ -12,6 +11,7 @@ use lipcert_control::{
 };
 use lipcert_core::{Activation, Network};
 use lipcert_io::{export_bytes, import_bytes, ExportPrecision};
+use lipcert_report::plot::{grid, line_plot, Panel, Series};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

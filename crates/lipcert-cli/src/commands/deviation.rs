@@ -217,7 +217,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let start = Instant::now();
-    let m = args.measure.measure(&f, &g, &b)?;
+    let bar = std::sync::Arc::new(crate::progress::Progress::new("deviation", None));
+    bar.message("closed form, certified bound, observed maximum");
+    let beat = bar.heartbeat();
+    let m = args.measure.measure(&f, &g, &b);
+    drop(beat);
+    bar.finish();
+    let m = m?;
     let time_s = start.elapsed().as_secs_f64();
     let layers: Vec<Value> = m.closed.as_ref().map_or(vec![], |c| {
         c.layers

@@ -1,6 +1,5 @@
 use crate::render::print_json;
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_io::{DType, NpyArray};
 use serde_json::json;
 use std::path::PathBuf;
@@ -62,15 +61,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{file}: sample {} holds a NaN or infinite value", i / len);
     }
     let start = Instant::now();
-    let bar = if n > CHUNK { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples {eta}").expect("valid template"));
+    let bar = crate::progress::Progress::new("eval: samples", Some(n as u64));
     let mut y = Vec::with_capacity(n * net.output_len());
     for chunk in x.data.chunks(CHUNK * len) {
         let k = chunk.len() / len;
         y.extend(net.forward(chunk, k)?);
         bar.inc(k as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
     let time_s = start.elapsed().as_secs_f64();
     let dtype = match args.dtype {
         OutType::F32 => DType::F32,

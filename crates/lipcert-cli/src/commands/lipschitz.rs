@@ -48,6 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let start = Instant::now();
+    let bar = std::sync::Arc::new(crate::progress::Progress::new("lipschitz", None));
+    bar.message("per-layer bounds and the search for the lower bound");
+    let beat = bar.heartbeat();
     let lip = network_lipschitz(
         net,
         args.norm.norm(),
@@ -55,6 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     // The paper's estimate is for the l2 constant.
     let estimate = if args.norm.norm() == Norm::L2 { architecture_estimate(net) } else { None };
+    drop(beat);
+    bar.finish();
     let time_s = start.elapsed().as_secs_f64();
     if args.json {
         let layers: Vec<_> = lip

@@ -9,6 +9,7 @@ pub mod export;
 pub mod info;
 pub mod lipschitz;
 pub mod prune;
+pub mod report;
 pub mod spectral;
 pub mod verify;
 

@@ -1,12 +1,11 @@
 use crate::commands::deviation::{measures_json, BoxArgs, MeasureArgs, Measures, StateBox};
-use crate::plot::{grid, Panel, Series};
 use crate::render::{print_json, table};
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use lipcert_core::{Network, Rng};
 use lipcert_io::{export_file, ExportPrecision, NpyArray};
 use lipcert_prune::schedule::{schedule, ScheduleOptions};
 use lipcert_prune::{prunable_layers, prune_network, CertifyOptions, Method, Pattern, PruneOptions, PruneReport};
+use lipcert_report::plot::{grid, Panel, Series};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -173,11 +172,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..ScheduleOptions::default()
         };
         // Each candidate is pruned and certified: seconds to minutes, with no natural step count.
-        let spinner = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-        spinner.set_message(format!("searching per-layer sparsities under the budget {eps}"));
-        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        let spinner = std::sync::Arc::new(crate::progress::Progress::new("prune", None));
+        spinner.message(&format!("searching per-layer sparsities under the budget {eps}"));
+        let beat = spinner.heartbeat();
         let s = schedule(&net, &calib, n, method, &b.lo, &b.hi, eps, &sched_opts);
-        spinner.finish_and_clear();
+        drop(beat);
+        spinner.finish();
         let s = s?;
         let info = json!({"budget": eps, "certified": s.certified, "sparsities": s.sparsities,
             "evaluations": s.evaluations, "steps": s.steps});
@@ -233,13 +233,13 @@ fn sweep(args: &Args, net: &Network, calib: &[f64], n: usize, b: &StateBox, opts
     }
     let layers = prunable_layers(net).len();
     let total = args.method.len() * args.sweep.len();
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({elapsed})").expect("valid template"));
+    let bar = std::sync::Arc::new(crate::progress::Progress::new("prune sweep", Some(total as u64)));
+    let beat = bar.heartbeat();
     let start = Instant::now();
     let mut results: Vec<(Method, f64, PruneReport, Measures)> = vec![];
     for m in &args.method {
         for &p in &args.sweep {
-            bar.set_message(format!("{} at {:.0}%", m.method().name(), 100.0 * p));
+            bar.message(&format!("{} at {:.0}%", m.method().name(), 100.0 * p));
             let pattern = Pattern::Unstructured { sparsity: p };
             let (g, report) = prune_network(net, calib, n, m.method(), &vec![Some(pattern); layers], opts)?;
             let measures = args.measure.measure(net, &g, b)?;
@@ -247,7 +247,8 @@ fn sweep(args: &Args, net: &Network, calib: &[f64], n: usize, b: &StateBox, opts
             bar.inc(1);
         }
     }
-    bar.finish_and_clear();
+    drop(beat);
+    bar.finish();
     let time_s = start.elapsed().as_secs_f64();
     if let Some(path) = &args.plot {
         let panels: Vec<Panel> = args

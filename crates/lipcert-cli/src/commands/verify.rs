@@ -44,7 +44,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let p = super::load_property(&args.property, net)?;
     let boxes: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
     let opts = VerifyOptions { timeout: Duration::from_secs_f64(args.timeout), seed: args.seed, ..Default::default() };
-    let (verdict, stats) = verify(net, &boxes, &opts)?;
+    let bar = std::sync::Arc::new(crate::progress::Progress::new("verify", None));
+    bar.message(&format!("timeout {} s", args.timeout));
+    let beat = bar.heartbeat();
+    let result = verify(net, &boxes, &opts);
+    drop(beat);
+    bar.finish();
+    let (verdict, stats) = result?;
     if let Some(path) = &args.result {
         std::fs::write(path, result_text(&verdict)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }

@@ -66,6 +66,113 @@ pub fn grid(panels: &[Panel], columns: usize) -> String {
     svg
 }
 
+/// Gives the clip-path ids of one SVG a prefix, so that several plots inlined in one HTML page
+/// do not share ids (a `url(#id)` resolves to the first element of the whole document).
+pub fn with_id_prefix(svg: &str, prefix: &str) -> String {
+    svg.replace("plot-area-", &format!("plot-area-{prefix}-"))
+}
+
+/// One named group of bar heights, one per category.
+#[derive(Clone, Debug, Default)]
+pub struct Bars {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// Grouped vertical bars: one group per category, one bar per series. Values that cannot be
+/// drawn (not finite, or not positive on a log axis) leave a gap; the category labels are
+/// written at 45 degrees under the axis.
+pub fn bar_plot(title: &str, y_label: &str, categories: &[String], series: &[Bars], log_y: bool) -> String {
+    let longest = categories.iter().map(|c| c.chars().count()).max().unwrap_or(0).min(24) as f64;
+    let (left, right, top) = (72.0, 18.0, TITLE_HEIGHT + LEGEND_ROW + 6.0);
+    let bottom = 24.0 + 5.0 * longest;
+    let group = 14.0 * series.len().max(1) as f64 + 10.0;
+    let pw = (group * categories.len() as f64).max(PLOT_WIDTH - left - right);
+    let (w, h) = (pw + left + right, PLOT_HEIGHT + bottom - 48.0);
+    let ph = h - top - bottom;
+    let (px, py) = (left, top);
+    let ys = Axis::new(
+        series.iter().flat_map(|s| s.values.iter().copied()).chain(if log_y { None } else { Some(0.0) }),
+        log_y,
+        false,
+    );
+    let mut svg = header(w, h);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
+        px + pw / 2.0,
+        escape(title)
+    );
+    for (v, label) in &ys.ticks {
+        let y = py + ph - (v - ys.lo) / (ys.hi - ys.lo) * ph;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{px:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
+            px + pw
+        );
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            px - 6.0,
+            y + 4.0,
+            escape(label)
+        );
+    }
+    let (lx, ly) = (16.0, py + ph / 2.0);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{lx:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 {lx:.1} {ly:.1})\">{}</text>",
+        escape(y_label)
+    );
+    let base = if log_y { py + ph } else { ys.frac(0.0).map_or(py + ph, |f| py + ph - f * ph) };
+    let slot = pw / categories.len().max(1) as f64;
+    let bar = (slot - 10.0) / series.len().max(1) as f64;
+    for (c, name) in categories.iter().enumerate() {
+        let gx = px + c as f64 * slot + 5.0;
+        for (i, s) in series.iter().enumerate() {
+            let Some(f) = s.values.get(c).and_then(|&v| ys.frac(v)) else { continue };
+            let y = py + ph - f.clamp(0.0, 1.0) * ph;
+            let (top_y, height) = if y <= base { (y, base - y) } else { (base, y - base) };
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{top_y:.1}\" width=\"{:.1}\" height=\"{height:.1}\" fill=\"{}\"><title>{}: {} = {}</title></rect>",
+                gx + i as f64 * bar,
+                (bar - 1.0).max(1.0),
+                COLOURS[i % COLOURS.len()],
+                escape(name),
+                escape(&s.name),
+                s.values[c]
+            );
+        }
+        let (tx, ty) = (px + (c as f64 + 0.5) * slot, py + ph + 14.0);
+        let label: String = name.chars().take(24).collect();
+        let _ = writeln!(
+            svg,
+            "<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\" transform=\"rotate(-45 {tx:.1} {ty:.1})\">{}</text>",
+            escape(&label)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{px:.1}\" y=\"{py:.1}\" width=\"{pw:.1}\" height=\"{ph:.1}\" fill=\"none\" stroke=\"#333333\"/>"
+    );
+    let mut x = px;
+    for (i, s) in series.iter().enumerate() {
+        let y = TITLE_HEIGHT + LEGEND_ROW * 0.75;
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"14\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{y:.1}\">{}</text>",
+            y - 9.0,
+            COLOURS[i % COLOURS.len()],
+            x + 20.0,
+            escape(&s.name)
+        );
+        x += 40.0 + 6.8 * s.name.chars().count() as f64;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn header(w: f64, h: f64) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
@@ -395,5 +502,23 @@ mod tests {
         }
         let g = grid(&[Panel::default(), Panel { title: "p".into(), ..Default::default() }], 2);
         assert!(g.contains("no data") && g.contains("plot-area-1"));
+        assert!(with_id_prefix(&g, "p7").contains("url(#plot-area-p7-1)"));
+    }
+
+    #[test]
+    fn bars_are_well_formed_and_skip_bad_values() {
+        let cats = vec!["fc1".to_string(), "relu & co".to_string(), "fc2".to_string()];
+        let s = vec![
+            Bars { name: "upper".into(), values: vec![3.0, 1.0, f64::INFINITY] },
+            Bars { name: "lower".into(), values: vec![2.5, 1.0, 0.0] },
+        ];
+        for log in [false, true] {
+            let svg = bar_plot("per layer", "constant", &cats, &s, log);
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+            assert!(svg.contains("relu &amp; co") && !svg.contains("NaN"));
+            // The infinite bar is left out, and on a log axis the zero one too.
+            let bars = svg.matches("<rect x=").count() - 1 - 2; // frame and legend swatches
+            assert_eq!(bars, if log { 4 } else { 5 }, "{svg}");
+        }
     }
 }
