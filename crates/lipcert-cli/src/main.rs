@@ -95,6 +95,7 @@ fn main() -> ExitCode {
         Command::Control(a) => commands::control::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Deviation(a) => commands::deviation::run(a),
+        Command::Smooth(a) => commands::smooth::run(a),
         Command::Report(a) => commands::report::run(a),
     };
     match result {

@@ -10,6 +10,7 @@ pub mod info;
 pub mod lipschitz;
 pub mod prune;
 pub mod report;
+pub mod smooth;
 pub mod spectral;
 pub mod verify;
 
