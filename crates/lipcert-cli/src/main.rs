@@ -48,6 +48,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// How far a pruned model's output can move over a box: closed-form bound, certified bound, observed maximum.
     Deviation(commands::deviation::Args),
+    /// Randomized smoothing: certified l2 radii (Cohen, two-sided, CPM, Lipschitz-aware, LVM-RS) and smoothed predictions.
+    Smooth(commands::smooth::Args),
     /// How robust is this network? Runs the analyses that fit the model and inputs within a time budget and writes DIR/index.html and DIR/report.json.
     Report(commands::report::Args),
 }
