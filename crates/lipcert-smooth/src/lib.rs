@@ -164,7 +164,10 @@ impl SmoothOptions {
 /// abstaining), with the confidence bounds behind it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Certificate {
+    /// (Not serialized: [`SampleResult`] carries both, with -1 for abstain.)
+    #[serde(skip)]
     pub predict: Option<usize>,
+    #[serde(skip)]
     pub radius: f64,
     /// Lower confidence bound on the predicted class's smoothed score.
     pub p_lower: f64,

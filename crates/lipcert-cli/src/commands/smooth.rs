@@ -30,13 +30,13 @@ struct Common {
     #[arg(long)]
     data: PathBuf,
     /// Standard deviation of the Gaussian noise, in input units.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sigma: f64,
     /// Estimation samples per input.
     #[arg(long, default_value_t = 100_000)]
     n: usize,
     /// Failure probability of each certificate or prediction.
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, allow_hyphen_values = true)]
     alpha: f64,
     /// Noisy samples per forward pass.
     #[arg(long, default_value_t = 1000)]
@@ -64,7 +64,7 @@ struct CertifyArgs {
     #[arg(long, value_enum, default_value = "cohen")]
     method: MethodArg,
     /// Certified l2 Lipschitz constant of the logits network (--method lipschitz), e.g. from `lipcert lipschitz`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lipschitz: Option<f64>,
     /// Mass r of the simplex the logits are projected onto (--method lipschitz).
     #[arg(long, default_value_t = 1.0)]
