@@ -390,7 +390,16 @@ fn run_step(node: &PlanNode, a: &[f32], b: Option<&[f32]>, y: &mut [f32], n: usi
             for row in y.chunks_exact_mut(*out_f) {
                 row.copy_from_slice(bias);
             }
-            gemm(y, a, w, true, (rows, *in_f, *out_f), true, par_for(rows * in_f * out_f));
+            let threads = rayon::current_num_threads();
+            if threads > 1 && rows >= 16 * threads && rows * in_f * out_f >= PARALLEL_WORK {
+                // Each thread multiplies its own block of rows (no synchronization inside the GEMM).
+                let per = rows.div_ceil(threads);
+                y.par_chunks_mut(per * out_f)
+                    .zip(a.par_chunks(per * in_f))
+                    .for_each(|(y, a)| gemm(y, a, w, true, (a.len() / in_f, *in_f, *out_f), true, Par::Seq));
+            } else {
+                gemm(y, a, w, true, (rows, *in_f, *out_f), true, par_for(rows * in_f * out_f));
+            }
         }
         Step::Conv(c) => conv(c, a, y, n * (node.in_len / c.in_len), scratch),
         Step::Affine { scale, shift } => {
