@@ -8,6 +8,7 @@ pub mod forward;
 pub mod forward_f32;
 pub mod graph;
 pub mod kernels;
+pub mod limits;
 pub mod random;
 pub mod rng;
 pub mod rounding;

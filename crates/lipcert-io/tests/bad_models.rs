@@ -103,3 +103,20 @@ fn missing_file_and_multi_output_models_are_errors() {
     m.opset_import.clear();
     assert!(import_bytes(&m.encode_to_vec()).unwrap_err().to_string().contains("opset"));
 }
+
+#[test]
+fn unknown_opsets_and_empty_graphs_are_errors() {
+    let mut m = tiny_model("Relu");
+    for (version, ok) in [(13, true), (lipcert_io::onnx::NEWEST_OPSET, true), (99, false), (0, false), (-1, false)] {
+        m.opset_import[0].version = version;
+        let r = import_bytes(&m.encode_to_vec());
+        assert_eq!(r.is_ok(), ok, "opset {version}: {:?}", r.err().map(|e| e.to_string()));
+        if let Err(e) = r {
+            assert!(e.to_string().contains(&format!("opset {version}")), "{e}");
+        }
+    }
+    let mut m = tiny_model("Relu");
+    m.graph.as_mut().unwrap().node.clear();
+    let e = import_bytes(&m.encode_to_vec()).expect_err("an empty graph must not load");
+    assert!(e.to_string().contains("no nodes"), "{e}");
+}

@@ -355,7 +355,13 @@ fn refined_column(g: &Mat<f64>, steps: usize) -> Col<f64> {
     power_steps(g, g.col(best).to_owned(), steps)
 }
 
-/// `gram`: certified Gram iteration. With `opts.iters` it runs that many Gram products;
+/// The most Gram products `gram` runs: the t-th iterate's bound carries the factor
+/// rank^(1/2^t), below f64's resolution long before t = 64, so more products only add
+/// rounding error and time.
+pub const MAX_GRAM_PRODUCTS: usize = 64;
+
+/// `gram`: certified Gram iteration. With `opts.iters` it runs that many Gram products (at most
+/// [`MAX_GRAM_PRODUCTS`], and fewer once the bracket stops narrowing at the rounding floor);
 /// otherwise it stops when upper / lower - 1 < tol (at most 30 products).
 pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
     let a = tall(a);
@@ -375,12 +381,13 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
     let mut fro_g = frobenius_upper(g.as_ref());
     let mut product_error = up(gamma(p) * fro_s * fro_s) + UNDERFLOW_SLACK;
     let (max_iters, tol) = match (opts.iters, opts.tol) {
-        (Some(n), _) => (n.max(1), 0.0),
+        (Some(n), _) => (n.clamp(1, MAX_GRAM_PRODUCTS), 0.0),
         (None, t) => (30, t.unwrap_or(1e-6)),
     };
     // ||G_t^2||_F / ||G_t||_F^2 of the previous step: near 1 once one eigenvalue dominates.
     let mut concentration = 0.0;
     let mut best_width = f64::INFINITY;
+    let mut best: Option<Bracket> = None;
     // Two q x q buffers, allocated once: the next iterate (ping-pong, no page faults per
     // product) and the Cholesky factor of the eigenvalue readout.
     let mut spare: Option<Mat<f64>> = None;
@@ -423,13 +430,20 @@ pub fn gram(a: MatRef<'_, f64>, opts: Options) -> Bracket {
                     break;
                 }
             }
+            // Every readout is certified, so the brackets of all iterates intersect.
+            if let Some(best) = &best {
+                bracket.lower = bracket.lower.max(best.lower);
+                bracket.upper = bracket.upper.min(best.upper);
+            }
             let width = bracket.relative_width();
-            // Past the rounding floor the width stops shrinking: return the best bracket.
-            let stalled = opts.iters.is_none() && width > 0.5 * best_width && t > 3;
+            // Past the rounding floor the width stops shrinking: return the best bracket (also
+            // with a fixed number of products: more of them cannot narrow it, only cost time).
+            let stalled = (width > 0.5 * best_width && t > 3) || width == 0.0;
             if last || (opts.iters.is_none() && width < tol) || stalled {
                 return bracket;
             }
             best_width = best_width.min(width);
+            best = Some(bracket.clone());
         }
         if opts.iters.is_none() {
             if !scaled_in_place {

@@ -37,6 +37,13 @@ enum MethodArg {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.steps == 0 || args.restarts == 0 {
+        anyhow::bail!(
+            "--steps and --restarts must be at least 1 (got {} and {}): an attack of no step searches nothing",
+            args.steps,
+            args.restarts
+        );
+    }
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let p = super::load_property(&args.vnnlib, net)?;

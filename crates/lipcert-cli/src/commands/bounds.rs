@@ -92,6 +92,9 @@ fn problem(args: &Args, net: &lipcert_core::Network) -> anyhow::Result<Problem> 
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.alpha_iterations == 0 {
+        anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
+    }
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let pb = problem(&args, net)?;

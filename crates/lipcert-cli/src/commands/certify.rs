@@ -79,6 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.eps >= 0.0 && args.eps.is_finite()) {
         bail!("--eps must be a non-negative number, got {}", args.eps);
     }
+    if args.pgd_restarts > 0 && args.pgd_steps == 0 {
+        bail!("--pgd-steps must be at least 1 (or --pgd-restarts 0 for no attack)");
+    }
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let x = NpyArray::read(&args.data).map_err(anyhow::Error::msg)?;

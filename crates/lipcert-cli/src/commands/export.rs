@@ -25,7 +25,7 @@ enum Precision {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let m = super::load_model(&args.model)?;
+    let m = super::import_model(&args.model)?;
     let precision = match args.precision {
         Precision::F32 => ExportPrecision::F32,
         Precision::F64 => ExportPrecision::F64,

@@ -12,7 +12,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let m = super::load_model(&args.model)?;
+    let m = super::import_model(&args.model)?;
+    let too_large = lipcert_core::limits::check_sizes(&m.network)
+        .err()
+        .map(|e| format!("warning: {e}: analyses will refuse this model"));
     let net = &m.network;
     if args.json {
         let nodes: Vec<_> = net
@@ -39,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "nodes": nodes,
             "params": net.param_count(),
             "notes": m.notes,
+            "warnings": too_large.as_slice(),
         }));
     }
     println!(
@@ -83,6 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for note in &m.notes {
             println!("note: {note}");
         }
+    }
+    if let Some(w) = too_large {
+        println!();
+        println!("{w}");
     }
     Ok(())
 }

@@ -18,8 +18,16 @@ use anyhow::Context;
 use lipcert_io::{import_file, Imported};
 use std::path::Path;
 
-/// Loads a model; the error names the file.
+/// Loads a model for an analysis: the error names the file, and a model with a value too
+/// large to analyse is refused here (see `lipcert_core::limits`).
 pub fn load_model(path: &Path) -> anyhow::Result<Imported> {
+    let m = import_model(path)?;
+    lipcert_core::limits::check_sizes(&m.network).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(m)
+}
+
+/// Loads a model without the size check (`info` and `export` allocate nothing per element).
+pub fn import_model(path: &Path) -> anyhow::Result<Imported> {
     if !path.exists() {
         anyhow::bail!("{}: no such file", path.display());
     }

@@ -3,6 +3,7 @@ use anyhow::bail;
 use faer::MatRef;
 use lipcert_io::NpyArray;
 use lipcert_spectral::conv::{conv_norm_on_grid, toeplitz_bound};
+use lipcert_spectral::dense::MAX_GRAM_PRODUCTS;
 use lipcert_spectral::{conv_norm, spectral_norm, ConvOperator, Method, Options, Padding};
 use serde_json::json;
 use std::path::PathBuf;
@@ -126,7 +127,38 @@ fn operator(args: &Args) -> anyhow::Result<Operator> {
     Ok(Operator::Conv(op))
 }
 
+/// Rejects iteration counts that are zero or that cannot help.
+fn check_iters(args: &Args) -> anyhow::Result<()> {
+    let Some(n) = args.iters else { return Ok(()) };
+    if n == 0 {
+        bail!("--iters must be at least 1 (leave it out to iterate until --tol)");
+    }
+    let gram = matches!(args.method, MethodArg::Gram | MethodArg::Auto);
+    if gram && n > MAX_GRAM_PRODUCTS {
+        bail!(
+            "--iters {n}: Gram iteration reaches the f64 rounding floor within a few dozen products; at most {MAX_GRAM_PRODUCTS}"
+        );
+    }
+    if args.method == MethodArg::Power && n > MAX_POWER_STEPS {
+        bail!("--iters {n}: at most {MAX_POWER_STEPS} power steps");
+    }
+    Ok(())
+}
+
+/// Power steps beyond this never change an f64 estimate that has not converged already.
+const MAX_POWER_STEPS: usize = 10_000_000;
+
+/// The largest |entry| of the operator (for the overflow message).
+fn max_abs(op: &Operator) -> f64 {
+    let data = match op {
+        Operator::Matrix { data, .. } => data,
+        Operator::Conv(c) => &c.kernel,
+    };
+    data.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_iters(&args)?;
     let op = operator(&args)?;
     if let Some(t) = args.tol {
         if !(t > 0.0 && t.is_finite()) {
@@ -192,12 +224,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let time_s = start.elapsed().as_secs_f64();
+    // A bound that overflowed is not a result; a script must not read it as one.
+    // (Power iteration that overflowed returns 0, below the largest |entry|, itself a lower bound.)
+    let overflow = if b.method == "power" {
+        !b.lower.is_finite() || (b.lower == 0.0 && max_abs(&op) > 0.0)
+    } else {
+        !b.upper.is_finite()
+    };
+    if overflow {
+        bail!(
+            "the norm bound overflows f64 (entries up to {:e}): scale the operator down, its norm scales linearly",
+            max_abs(&op)
+        );
+    }
+    // With --iters, Gram iteration stops early once the bracket no longer narrows.
+    let stopped_early = args.iters.filter(|&n| b.method == "gram" && b.iters < n);
     let finite = |v: f64| if v.is_finite() { json!(v) } else { serde_json::Value::Null };
     if args.json {
         return print_json(&json!({
             "upper": finite(b.upper), "lower": finite(b.lower), "method": b.method, "iters": b.iters,
             "time_s": time_s, "operator": shape, "relative_width": finite(b.relative_width()),
             "grid": symbol_factor.map(|(_, g)| g), "grid_factor": symbol_factor.map(|(f, _)| f),
+            "iters_requested": args.iters, "stopped_early": stopped_early.is_some(),
         }));
     }
     let show = |v: f64| if v.is_finite() { format!("{v:.12e}") } else { "none".into() };
@@ -214,6 +262,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "{}",
         table(&["operator", "method", "lower (certified)", "upper (certified)", "width", "iters", "time s"], &rows)
     );
+    if let Some(n) = stopped_early {
+        println!(
+            "stopped after {} of {n} Gram products: the bracket stopped narrowing (the f64 rounding floor)",
+            b.iters
+        );
+    }
     if let Some((factor, g)) = symbol_factor {
         println!(
             "upper: the kernel's symbol on a {}x{} frequency grid times the curvature factor {factor:.6} (valid for every input size)",

@@ -70,6 +70,10 @@ pub fn import_bytes(bytes: &[u8]) -> Result<Imported> {
     import_model(&model)
 }
 
+/// The newest default-domain opset (that of onnx 1.23, the version the tests run against).
+/// Newer opsets may redefine operators, so they are refused rather than read with old meanings.
+pub const NEWEST_OPSET: i64 = 28;
+
 pub fn import_model(model: &ModelProto) -> Result<Imported> {
     let opset = model
         .opset_import
@@ -77,7 +81,15 @@ pub fn import_model(model: &ModelProto) -> Result<Imported> {
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .ok_or_else(|| ImportError("no opset_import for the default ONNX domain (file truncated?)".into()))?;
+    if !(1..=NEWEST_OPSET).contains(&opset) {
+        return Err(ImportError(format!(
+            "opset {opset} is not an ONNX opset lipcert knows (1 to {NEWEST_OPSET}); operators may mean something else there"
+        )));
+    }
     let graph = model.graph.as_ref().ok_or_else(|| ImportError("the model has no graph".into()))?;
+    if graph.node.is_empty() {
+        return Err(ImportError("the graph has no nodes: there is no network to analyse".into()));
+    }
     let mut importer = Importer::new(graph, opset)?;
     for node in &graph.node {
         importer.node(node)?;

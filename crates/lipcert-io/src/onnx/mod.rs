@@ -5,7 +5,7 @@ mod import;
 pub mod proto;
 
 pub use export::{export_bytes, export_model, ExportPrecision};
-pub use import::{import_bytes, import_model, ImportError, Imported};
+pub use import::{import_bytes, import_model, ImportError, Imported, NEWEST_OPSET};
 
 use std::path::Path;
 
