@@ -95,7 +95,7 @@ fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
 #[test]
 fn report_has_every_section_and_sound_radii() {
     let (_, r, _) = demo_report();
-    for key in ["model", "points", "lipschitz", "robustness", "verification", "boundary", "deviation"] {
+    for key in ["model", "points", "lipschitz", "robustness", "smoothing", "verification", "boundary", "deviation"] {
         assert!(!r[key].is_null(), "missing section {key}: {r:#}");
     }
     assert_eq!(r["points"]["source"], "vnnlib-centres");
@@ -123,6 +123,13 @@ fn report_has_every_section_and_sound_radii() {
         }
         "unsat" => assert!(upper >= 0.004 * (1.0 - 1e-9), "proven robust at 0.004, but a witness at {upper}"),
         other => assert!(["unknown", "timeout"].contains(&other), "{other}"),
+    }
+    // Smoothing: every run certifies radii no larger than its curve allows, at the three sigmas.
+    let runs = r["smoothing"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{:#}", r["smoothing"]);
+    for run in runs {
+        assert!(run["n"].as_u64().unwrap() >= 1000);
+        assert!(run["average_certified_radius"].as_f64().unwrap() >= 0.0);
     }
     let d = &r["deviation"]["given"];
     assert!(d["observed_max"].as_f64() <= d["certified"].as_f64());
@@ -153,7 +160,11 @@ fn page_numbers_agree_with_the_json() {
         checked += 1;
     }
     assert!(checked > 100, "only {checked} numbers carry a data-key");
-    assert_eq!(html.matches("<figure class=\"plot\">").count(), 3, "robustness, Lipschitz and deviation plots");
+    assert_eq!(
+        html.matches("<figure class=\"plot\">").count(),
+        4,
+        "robustness, smoothing, Lipschitz and deviation plots"
+    );
 }
 
 fn chromium() -> Option<PathBuf> {

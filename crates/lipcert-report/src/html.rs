@@ -17,6 +17,8 @@ const G_CROWN: &str = "Linear bound propagation: CROWN, crown-pure, alpha-CROWN 
 const G_ATTACK: &str = "Attacks (`lipcert certify`, PGD)";
 const G_VERIFY: &str = "Input-splitting branch and bound (lipcert-verify `verify`)";
 const G_BOUNDARY: &str = "Distance to the decision boundary (lipcert-verify `boundary`, `lipcert boundary`)";
+/// The smoothing guarantees are in docs/SMOOTHING.md (its first section).
+const SMOOTHING_DOC: &str = "SMOOTHING.md";
 const G_DEVIATION: &str = "Pruning deviation (lipcert-prune, `lipcert deviation`)";
 
 /// GitHub's anchor of a Markdown heading: lower case, spaces to '-', other punctuation dropped.
@@ -135,6 +137,7 @@ pub fn render(r: &Report, guarantees: &str) -> String {
     if let Some(rb) = &r.robustness {
         robustness(&mut p, rb);
     }
+    smoothing(&mut p, r);
     lipschitz(&mut p, r);
     verification(&mut p, r);
     boundary(&mut p, r);
@@ -315,6 +318,54 @@ fn robustness(p: &mut Page, rb: &RobustnessSection) {
         p.out.push_str("</tr>");
     }
     p.out.push_str("</table></details>");
+    p.end();
+}
+
+fn smoothing(p: &mut Page, r: &Report) {
+    let Some(sm) = &r.smoothing else { return };
+    if sm.runs.is_empty() {
+        return;
+    }
+    p.section("smoothing", "Randomized smoothing (l2, the smoothed classifier)");
+    let doc = p.guarantees.replace("GUARANTEES.md", SMOOTHING_DOC);
+    p.para(&format!(
+        "Cohen et al.'s certificate: the smoothed classifier g(x) = argmax_c P(f(x + N(0, sigma^2 I)) = c) keeps its class on the l2 ball of the certified radius, each certificate wrong with probability at most alpha = {} over the noise. It certifies g, not the network itself; points where g abstains count as not certified. <a href=\"{}\">what this certifies: docs/SMOOTHING.md</a>",
+        sm.alpha,
+        esc(&doc)
+    ));
+    let series: Vec<Series> = sm
+        .runs
+        .iter()
+        .map(|run| {
+            Series::new(
+                format!("sigma {}", run.sigma),
+                run.curve.iter().map(|c| (c.radius, c.certified_accuracy)).collect(),
+            )
+        })
+        .collect();
+    p.plot(
+        line_plot(
+            "Certified accuracy of the smoothed classifier vs l2 radius",
+            "l2 radius",
+            "fraction of points",
+            &series,
+            false,
+        ),
+        "One curve per noise level sigma (Cohen et al., Clopper-Pearson at level alpha).",
+    );
+    p.out.push_str("<table><tr><th>sigma</th><th>noise samples n</th><th>clean (smoothed)</th><th>abstained</th><th>average certified radius</th><th>time s</th></tr>");
+    for (i, run) in sm.runs.iter().enumerate() {
+        let _ = write!(p.out, "<tr><td>{}</td><td class=\"num\">{}</td>", run.sigma, run.n);
+        p.out.push_str(&percent(&format!("smoothing.runs.{i}.clean_accuracy"), run.clean_accuracy));
+        let _ = write!(p.out, "<td class=\"num\">{}</td>", run.abstained);
+        p.out.push_str(&num(
+            &format!("smoothing.runs.{i}.average_certified_radius"),
+            Some(run.average_certified_radius),
+        ));
+        p.out.push_str(&num(&format!("smoothing.runs.{i}.time_s"), Some(run.time_s)));
+        p.out.push_str("</tr>");
+    }
+    p.out.push_str("</table>");
     p.end();
 }
 

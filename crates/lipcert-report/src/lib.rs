@@ -7,6 +7,7 @@
 //! [`summary`] (the model), [`lipschitz`] (per-layer and global brackets), [`robustness`]
 //! (per-sample certified radii by every method and the certified-accuracy curves they give),
 //! [`verification`] (VNN-LIB verdicts), [`boundary`] (distance-to-boundary brackets) and
+//! [`smoothing`] (randomized-smoothing certificates of the smoothed classifier) and
 //! [`deviation`] (a pruned model's deviation). A new analysis adds a module, a field of
 //! [`Report`] and a section of [`html`].
 
@@ -17,6 +18,7 @@ pub mod lipschitz;
 pub mod plot;
 pub mod points;
 pub mod robustness;
+pub mod smoothing;
 pub mod summary;
 pub mod verification;
 
@@ -88,6 +90,7 @@ pub struct Report {
     /// l2 and l_inf brackets.
     pub lipschitz: Vec<lipschitz::LipschitzSection>,
     pub robustness: Option<robustness::RobustnessSection>,
+    pub smoothing: Option<smoothing::SmoothingSection>,
     pub verification: Option<verification::VerificationSection>,
     pub boundary: Option<boundary::BoundarySection>,
     pub deviation: Option<deviation::DeviationSection>,
@@ -147,6 +150,13 @@ pub fn run(
         Some(r)
     };
 
+    // Randomized smoothing (l2, of the smoothed classifier): 15% of the time left.
+    let smoothing = (net.output_len() >= 2 && !inputs.points.is_empty()).then(|| {
+        let r = smoothing::run(net, &inputs.points, opts.max_points, opts.seed, budget.share(0.15), progress);
+        skipped.extend(r.skipped.iter().cloned());
+        r
+    });
+
     let verification = (!inputs.properties.is_empty()).then(|| {
         let r = verification::run(net, &inputs.properties, opts.seed, budget.share(0.4), progress);
         skipped.extend(r.skipped.iter().cloned());
@@ -183,6 +193,7 @@ pub fn run(
         points: inputs.points.summary(),
         lipschitz,
         robustness,
+        smoothing,
         verification,
         boundary,
         deviation,

@@ -91,11 +91,14 @@ pub fn bar_plot(title: &str, y_label: &str, categories: &[String], series: &[Bar
     let (w, h) = (pw + left + right, PLOT_HEIGHT + bottom - 48.0);
     let ph = h - top - bottom;
     let (px, py) = (left, top);
-    let ys = Axis::new(
-        series.iter().flat_map(|s| s.values.iter().copied()).chain(if log_y { None } else { Some(0.0) }),
-        log_y,
-        false,
-    );
+    // Bars grow from the axis' bottom: on a log axis, half the smallest value keeps it visible.
+    let smallest = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let floor = if log_y { 0.5 * smallest } else { 0.0 };
+    let ys = Axis::new(series.iter().flat_map(|s| s.values.iter().copied()).chain(Some(floor)), log_y, false);
     let mut svg = header(w, h);
     let _ = writeln!(
         svg,

@@ -202,6 +202,17 @@ fn print_summary(r: &lipcert_report::Report) {
         println!("accuracy at l_inf radius r, clean {:.1}%:", 100.0 * rb.clean_accuracy);
         print!("{}", crate::render::table(&h, &rows));
     }
+    if let Some(sm) = &r.smoothing {
+        for run in &sm.runs {
+            println!(
+                "smoothed classifier (Cohen, sigma {}, n {}): clean {:.1}%, average certified l2 radius {}",
+                run.sigma,
+                run.n,
+                100.0 * run.clean_accuracy,
+                fmt(Some(run.average_certified_radius))
+            );
+        }
+    }
     if let Some(v) = &r.verification {
         for p in &v.properties {
             println!("verify {}: {} ({:.2} s)", p.file, p.result, p.time_s);
