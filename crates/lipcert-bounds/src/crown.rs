@@ -632,7 +632,14 @@ impl<'a> Engine<'a> {
                 }
                 Relax::Max(rel)
             }
-            _ => unreachable!("not a nonlinear node"),
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::Pad { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => unreachable!("not a nonlinear node"),
         }
     }
 
@@ -678,7 +685,12 @@ impl<'a> Engine<'a> {
                 let err = bias.iter().map(|b| gb * b.abs()).collect();
                 (Some(bias), Some(err))
             }
-            _ => (None, None),
+            // Exact in real arithmetic, and carried backward without arithmetic: no bias and no
+            // rounding term here (Add's two coefficient paths are summed, with their rounding,
+            // where they meet).
+            Op::Pad { .. } | Op::Reshape { .. } | Op::Transpose { .. } | Op::Add => (None, None),
+            // Nonlinear nodes are relaxed instead (`relaxation`); nothing to prepare.
+            Op::Activation(_) | Op::MaxPool(_) => (None, None),
         };
         self.bias[k] = bias;
         self.lin_err[k] = err;

@@ -52,7 +52,12 @@ pub fn relax_activation(a: Activation, l: f64, u: f64) -> Relaxed {
     match a {
         Activation::Relu => relax_leaky(0.0, l, u),
         Activation::LeakyRelu { alpha } if (0.0..=1.0).contains(&alpha) => relax_leaky(alpha, l, u),
-        _ => Relaxed { lines: relax_smooth(a, l, u), alpha_range: None },
+        // Sound for any function with the curvature bound of `second_derivative_bound`.
+        Activation::LeakyRelu { .. }
+        | Activation::Elu { .. }
+        | Activation::Gelu { .. }
+        | Activation::Sigmoid
+        | Activation::Tanh => Relaxed { lines: relax_smooth(a, l, u), alpha_range: None },
     }
 }
 

@@ -106,21 +106,7 @@ pub fn bar_plot(title: &str, y_label: &str, categories: &[String], series: &[Bar
         px + pw / 2.0,
         escape(title)
     );
-    for (v, label) in &ys.ticks {
-        let y = py + ph - (v - ys.lo) / (ys.hi - ys.lo) * ph;
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{px:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
-            px + pw
-        );
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            px - 6.0,
-            y + 4.0,
-            escape(label)
-        );
-    }
+    y_ticks(&mut svg, &ys, px, py, pw, ph);
     let (lx, ly) = (16.0, py + ph / 2.0);
     let _ = writeln!(
         svg,
@@ -311,6 +297,25 @@ fn format_decade(e: i64) -> String {
     }
 }
 
+/// Labelled y ticks with their grid lines across the plot area.
+fn y_ticks(svg: &mut String, ys: &Axis, px: f64, py: f64, pw: f64, ph: f64) {
+    for (v, label) in &ys.ticks {
+        let y = py + ph - (v - ys.lo) / (ys.hi - ys.lo) * ph;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{px:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
+            px + pw
+        );
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            px - 6.0,
+            y + 4.0,
+            escape(label)
+        );
+    }
+}
+
 const TITLE_HEIGHT: f64 = 28.0;
 const LEGEND_ROW: f64 = 18.0;
 
@@ -363,21 +368,7 @@ fn draw_panel(svg: &mut String, p: &Panel, id: usize, x0: f64, y0: f64, w: f64, 
             px + pw
         );
     }
-    for (v, label) in &ys.ticks {
-        let y = py + ph - (v - ys.lo) / (ys.hi - ys.lo) * ph;
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{px:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>",
-            px + pw
-        );
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            px - 6.0,
-            y + 4.0,
-            escape(label)
-        );
-    }
+    y_ticks(svg, &ys, px, py, pw, ph);
     for (v, label) in &xs.ticks {
         let x = px + (v - xs.lo) / (xs.hi - xs.lo) * pw;
         let _ = writeln!(

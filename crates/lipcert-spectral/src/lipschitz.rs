@@ -249,7 +249,15 @@ pub fn compose(net: &Network, layers: &[LayerBound]) -> Vec<f64> {
     for (k, node) in net.nodes.iter().enumerate() {
         l[k + 1] = match node.op {
             Op::Add => up(l[node.inputs[0]] + l[node.inputs[1]]),
-            _ => up(layers[k].upper * l[node.inputs[0]]),
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Activation(_)
+            | Op::AvgPool(_)
+            | Op::MaxPool(_)
+            | Op::Pad { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => up(layers[k].upper * l[node.inputs[0]]),
         };
     }
     l
@@ -408,7 +416,13 @@ fn linear_part(net: &Network) -> Network {
             Op::Conv2d(c) => c.bias.iter_mut().for_each(|b| *b = 0.0),
             Op::Affine { shift, .. } => shift.iter_mut().for_each(|s| *s = 0.0),
             Op::Pad { value, .. } => *value = 0.0,
-            _ => {}
+            // No constant term.
+            Op::Activation(_)
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::MaxPool(_)
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => {}
         }
     }
     lin
@@ -526,7 +540,14 @@ fn difference_enclosure(net: &Network, lin: &Network, xv: &[Interval], x: &[f64]
                 Interval::new(lo, hi)
             }
             // Linear nodes (and moves): the linear part maps differences to differences.
-            _ => ibp_node(lin, k, &dv),
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::Pad { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => ibp_node(lin, k, &dv),
         };
         // A NaN would be dropped by the min/max folds downstream: give up instead.
         if out.lo.iter().chain(&out.hi).any(|v| v.is_nan()) {

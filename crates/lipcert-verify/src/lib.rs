@@ -218,7 +218,17 @@ fn gradient_bound(net: &Network, pre: &[Option<Interval>], c: &[f64]) -> Option<
                 }
             }
             Op::Reshape { .. } => {}
-            _ => return None,
+            // No gradient enclosure for these (or a shape the arms above do not take): the
+            // caller falls back to the center gradient.
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Activation(_)
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::MaxPool(_)
+            | Op::Pad { .. }
+            | Op::Transpose { .. } => return None,
         }
     }
     (lo.len() == net.input_len()).then(|| lo.iter().zip(&hi).map(|(l, h)| l.abs().max(h.abs())).collect())

@@ -193,7 +193,15 @@ pub fn milp_binaries(net: &Network, bounds: &[Interval]) -> Result<usize, GraphE
             Op::MaxPool(_) => {
                 count += max_windows(net, k).iter().map(|w| candidates(w, z).len()).filter(|&n| n > 1).sum::<usize>()
             }
-            _ => {}
+            // Linear nodes need no binaries.
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::Pad { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => {}
         }
     }
     Ok(count)
@@ -385,7 +393,13 @@ fn encode(net: &Network, bounds: &[Interval]) -> Result<Encoding, GraphError> {
                 }
                 y
             }
-            _ => {
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::Pad { .. }
+            | Op::Transpose { .. } => {
                 // Linear: rows of the matrix from the adjoint on unit vectors, bias at zero.
                 let out_len = net.value_len(k + 1);
                 let in_lens: Vec<usize> = node.inputs.iter().map(|&v| net.value_len(v)).collect();
