@@ -3,10 +3,13 @@
 //! per operation) for speed.
 //!
 //! A [`PlanF32`] is compiled once from a [`Network`]: weights converted to f32, index tables
-//! for convolutions (im2col gathers), pooling windows, padding and transposes precomputed.
+//! for pooling windows, padding and transposes precomputed.
 //! Dense layers are one GEMM over the whole batch, convolutions im2col + one GEMM per chunk
-//! of images. Buffers for every value are kept in the plan and reused across calls, so the
-//! hot loop allocates nothing once the largest batch has been seen.
+//! of images. An activation whose input is a dense or convolution output used nowhere else is
+//! fused into that node (applied to each thread's block of rows right after its GEMM, while
+//! it is in cache, instead of two more passes over memory). Buffers for every value are kept
+//! in the plan and reused across calls, so the hot loop allocates nothing once the largest
+//! batch has been seen.
 
 use crate::error::GraphError;
 use crate::graph::{Activation, Network, Op};
@@ -74,12 +77,13 @@ impl Windows {
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// y = x W^T + b on the last axis; `w` is `[out, in]`.
+    /// y = act(x W^T + b) on the last axis; `w` is `[out, in]`.
     Dense {
         w: Vec<f32>,
         b: Vec<f32>,
         in_f: usize,
         out_f: usize,
+        act: Option<ActF32>,
     },
     Conv(ConvPlan),
     Affine {
@@ -120,16 +124,82 @@ struct ConvPlan {
     p: usize,
     /// Elements per input image `[C, H, W]`.
     in_len: usize,
-    /// Per group, `[k, p]` offsets into the input image; `in_len` means zero padding.
-    gather: Vec<u32>,
+    geo: Im2col,
     /// Images per GEMM.
     chunk: usize,
+    /// Fused activation of the output.
+    act: Option<ActF32>,
+}
+
+/// Geometry of one convolution group, for im2col: row `(ci, ki, kj)` of the `[k, p]` column
+/// matrix holds input `(ci, oy s + ki d - pad, ox s + kj d - pad)` at column `(oy, ox)`.
+#[derive(Clone, Copy, Debug)]
+struct Im2col {
+    cg: usize,
+    kernel: [usize; 2],
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Top and left padding.
+    pad: [usize; 2],
+}
+
+crate::multiversion! {
+    /// Writes the columns of one image's group channels `img` (`[cg, h, w]`) into `cols`
+    /// (`k` rows of `cols_n`, this image's block starting at column `col0`). Stride-1 rows are
+    /// slice copies; zero padding is filled by ranges, never tested per element.
+    fn im2col(geo: &Im2col, img: &[f32], cols: &mut [f32], cols_n: usize, col0: usize) {
+        let [kh, kw] = geo.kernel;
+        let [h, w] = geo.hw;
+        let [oh, ow] = geo.ohw;
+        let [sy, sx] = geo.stride;
+        let [dy, dx] = geo.dilation;
+        let [pt, pl] = geo.pad;
+        for ci in 0..geo.cg {
+            let chan = &img[ci * h * w..(ci + 1) * h * w];
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let r = (ci * kh + ki) * kw + kj;
+                    let row = &mut cols[r * cols_n + col0..][..oh * ow];
+                    // Columns ox with 0 <= ox sx + kj dx - pl < w: [lo, hi).
+                    let off = kj * dx;
+                    let lo = if pl > off { (pl - off).div_ceil(sx) } else { 0 }.min(ow);
+                    let hi = if w + pl > off { (w + pl - off).div_ceil(sx) } else { 0 }.clamp(lo, ow);
+                    for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                        let iy = (oy * sy + ki * dy) as isize - pt as isize;
+                        if iy < 0 || iy as usize >= h {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &chan[iy as usize * w..(iy as usize + 1) * w];
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let first = lo * sx + off - pl;
+                        let dst = &mut dst[lo..hi];
+                        if dst.is_empty() {
+                            continue;
+                        }
+                        let src = &src[first..first + (dst.len() - 1) * sx + 1];
+                        match sx {
+                            1 => dst.copy_from_slice(src),
+                            // A constant stride, so that the loads vectorize as shuffles.
+                            2 => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[2 * j]),
+                            _ => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[sx * j]),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 struct PlanNode {
     step: Step,
     inputs: Vec<usize>,
+    /// The value it writes (a fused node writes its activation's value).
+    output: usize,
     /// Per-sample length of the output value.
     out_len: usize,
     /// Per-sample length of the first input.
@@ -162,14 +232,24 @@ impl PlanF32 {
     /// new operator does not compile until it has an f32 rule here).
     pub fn new(net: &Network) -> Self {
         let lens: Vec<usize> = net.shapes.iter().map(|s| s.iter().product()).collect();
-        let mut nodes = Vec::with_capacity(net.nodes.len());
+        // Readers of each value (the network output counts as one).
+        let mut uses = vec![0usize; lens.len()];
+        uses[net.output] += 1;
+        for node in &net.nodes {
+            node.inputs.iter().for_each(|&v| uses[v] += 1);
+        }
+        let mut nodes: Vec<PlanNode> = Vec::with_capacity(net.nodes.len());
         for (k, node) in net.nodes.iter().enumerate() {
             let in_shape = &net.shapes[node.inputs[0]];
             let out_shape = &net.shapes[k + 1];
             let step = match &node.op {
-                Op::Dense(d) => {
-                    Step::Dense { w: f32s(&d.weight), b: f32s(&d.bias), in_f: d.in_features, out_f: d.out_features }
-                }
+                Op::Dense(d) => Step::Dense {
+                    w: f32s(&d.weight),
+                    b: f32s(&d.bias),
+                    in_f: d.in_features,
+                    out_f: d.out_features,
+                    act: None,
+                },
                 Op::Conv2d(c) => {
                     let (h, w) = (in_shape[2], in_shape[3]);
                     let (oh, ow) = (out_shape[2], out_shape[3]);
@@ -178,30 +258,6 @@ impl PlanF32 {
                     let kk = cg * kh * kw;
                     let p = oh * ow;
                     let in_len = c.in_channels * h * w;
-                    let mut gather = Vec::with_capacity(c.groups * kk * p);
-                    for g in 0..c.groups {
-                        for ci in 0..cg {
-                            let chan = (g * cg + ci) * h * w;
-                            for ki in 0..kh {
-                                for kj in 0..kw {
-                                    for oy in 0..oh {
-                                        for ox in 0..ow {
-                                            let iy =
-                                                (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
-                                            let ix =
-                                                (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
-                                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                                            gather.push(if inside {
-                                                chan + iy as usize * w + ix as usize
-                                            } else {
-                                                in_len
-                                            });
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
                     Step::Conv(ConvPlan {
                         w: f32s(&c.weight),
                         b: f32s(&c.bias),
@@ -210,8 +266,17 @@ impl PlanF32 {
                         k: kk,
                         p,
                         in_len,
-                        gather: u32s(gather),
+                        geo: Im2col {
+                            cg,
+                            kernel: c.kernel,
+                            hw: [h, w],
+                            ohw: [oh, ow],
+                            stride: c.stride,
+                            dilation: c.dilation,
+                            pad: [c.pads[0], c.pads[1]],
+                        },
                         chunk: (CONV_COLUMNS / p.max(1)).max(1),
+                        act: None,
                     })
                 }
                 Op::Affine { scale, shift } => Step::Affine { scale: f32s(scale), shift: f32s(shift) },
@@ -235,9 +300,16 @@ impl PlanF32 {
                 Op::Reshape { .. } => Step::Copy,
                 Op::Transpose { perm } => Step::Gather { index: u32s(kernels::transpose_gather_index(in_shape, perm)) },
             };
+            if let (Step::Act(f), Some(prev)) = (&step, nodes.last_mut()) {
+                if fusable(prev, node.inputs[0], &uses) {
+                    prev.fuse(*f, k + 1, lens[k + 1]);
+                    continue;
+                }
+            }
             nodes.push(PlanNode {
                 step,
                 inputs: node.inputs.clone(),
+                output: k + 1,
                 out_len: lens[k + 1],
                 in_len: lens[node.inputs[0]],
             });
@@ -275,8 +347,8 @@ impl PlanF32 {
             if let Step::Conv(c) = &node.step {
                 let images_per_worker = n.div_ceil(workers).max(1) * (node.in_len / c.in_len).max(1);
                 let cols = c.chunk.min(images_per_worker) * c.p;
-                // im2col matrix, the GEMM result of one group, and one zero-extended image.
-                let need = c.k * cols + c.og * cols + c.in_len + 1;
+                // im2col matrix and the GEMM result of one group.
+                let need = c.k * cols + c.og * cols;
                 for s in &mut self.scratch {
                     if s.len() < need {
                         s.resize(need, 0.0);
@@ -305,8 +377,8 @@ impl PlanF32 {
             return Ok(&self.bufs[0][..]);
         }
         let PlanF32 { nodes, lens, bufs, scratch, .. } = self;
-        for (k, node) in nodes.iter().enumerate() {
-            let out = k + 1;
+        for node in nodes.iter() {
+            let out = node.output;
             let mut y = std::mem::take(&mut bufs[out]);
             {
                 let input = |v: usize| -> &[f32] {
@@ -323,6 +395,29 @@ impl PlanF32 {
             bufs[out] = y;
         }
         Ok(&self.bufs[self.output][..n * self.lens[self.output]])
+    }
+}
+
+/// Whether an activation reading `value` can be fused into `prev`: `prev` is a dense or
+/// convolution node without a fused activation that writes `value`, read only by the activation.
+fn fusable(prev: &PlanNode, value: usize, uses: &[usize]) -> bool {
+    let free = match &prev.step {
+        Step::Dense { act, .. } => act.is_none(),
+        Step::Conv(c) => c.act.is_none(),
+        _ => false,
+    };
+    free && prev.output == value && uses[value] == 1
+}
+
+impl PlanNode {
+    fn fuse(&mut self, f: ActF32, output: usize, out_len: usize) {
+        match &mut self.step {
+            Step::Dense { act, .. } => *act = Some(f),
+            Step::Conv(c) => c.act = Some(f),
+            _ => unreachable!("checked by fusable"),
+        }
+        self.output = output;
+        self.out_len = out_len;
     }
 }
 
@@ -353,11 +448,22 @@ fn gemm(dst: &mut [f32], a: &[f32], b: &[f32], tb: bool, (m, k, n): (usize, usiz
     faer::linalg::matmul::matmul(dst, accum, a, b, 1.0f32, par);
 }
 
-fn map_in_place<F: Fn(f32) -> f32 + Sync>(xs: &mut [f32], f: F) {
-    if xs.len() > 2 * ELEMENTWISE_CHUNK && rayon::current_num_threads() > 1 {
-        xs.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+/// `y = f(a)` (or `y = f(y)` for `a = None`) in one pass.
+fn map_into<F: Fn(f32) -> f32 + Sync>(a: Option<&[f32]>, y: &mut [f32], par: bool, f: F) {
+    let one = |(y, a): (&mut [f32], Option<&[f32]>)| match a {
+        Some(a) => y.iter_mut().zip(a).for_each(|(d, &v)| *d = f(v)),
+        None => y.iter_mut().for_each(|v| *v = f(*v)),
+    };
+    if par && y.len() > 2 * ELEMENTWISE_CHUNK && rayon::current_num_threads() > 1 {
+        match a {
+            Some(a) => y
+                .par_chunks_mut(ELEMENTWISE_CHUNK)
+                .zip(a.par_chunks(ELEMENTWISE_CHUNK))
+                .for_each(|(y, a)| one((y, Some(a)))),
+            None => y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(|y| one((y, None))),
+        }
     } else {
-        xs.iter_mut().for_each(|v| *v = f(*v));
+        one((y, a));
     }
 }
 
@@ -370,35 +476,43 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-fn activation(a: ActF32, y: &mut [f32]) {
+/// `y = f(a)` elementwise (`a = None`: in place), split across threads when `par`.
+fn activation(f: ActF32, a: Option<&[f32]>, y: &mut [f32], par: bool) {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    match a {
-        ActF32::Relu => map_in_place(y, |v| v.max(0.0)),
-        ActF32::LeakyRelu(alpha) => map_in_place(y, move |v| if v >= 0.0 { v } else { alpha * v }),
-        ActF32::Elu(alpha) => map_in_place(y, move |v| if v > 0.0 { v } else { alpha * v.exp_m1() }),
-        ActF32::GeluErf => map_in_place(y, |v| 0.5 * v * libm::erfcf(-v * std::f32::consts::FRAC_1_SQRT_2)),
-        ActF32::GeluTanh => map_in_place(y, |v| 0.5 * v * (1.0 + (SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)).tanh())),
-        ActF32::Sigmoid => map_in_place(y, sigmoid),
-        ActF32::Tanh => map_in_place(y, f32::tanh),
+    match f {
+        ActF32::Relu => map_into(a, y, par, |v| v.max(0.0)),
+        ActF32::LeakyRelu(alpha) => map_into(a, y, par, move |v| if v >= 0.0 { v } else { alpha * v }),
+        ActF32::Elu(alpha) => map_into(a, y, par, move |v| if v > 0.0 { v } else { alpha * v.exp_m1() }),
+        ActF32::GeluErf => map_into(a, y, par, |v| 0.5 * v * libm::erfcf(-v * std::f32::consts::FRAC_1_SQRT_2)),
+        ActF32::GeluTanh => {
+            map_into(a, y, par, |v| 0.5 * v * (1.0 + (SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)).tanh()))
+        }
+        ActF32::Sigmoid => map_into(a, y, par, sigmoid),
+        ActF32::Tanh => map_into(a, y, par, f32::tanh),
     }
 }
 
 fn run_step(node: &PlanNode, a: &[f32], b: Option<&[f32]>, y: &mut [f32], n: usize, scratch: &mut [Vec<f32>]) {
     match &node.step {
-        Step::Dense { w, b: bias, in_f, out_f } => {
+        Step::Dense { w, b: bias, in_f, out_f, act } => {
             let rows = a.len() / in_f;
-            for row in y.chunks_exact_mut(*out_f) {
-                row.copy_from_slice(bias);
-            }
+            // One block of rows: the product, then bias and activation while it is in cache.
+            let block = |y: &mut [f32], a: &[f32], par: Par| {
+                gemm(y, a, w, true, (a.len() / in_f, *in_f, *out_f), false, par);
+                for row in y.chunks_exact_mut(*out_f) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+                if let Some(f) = act {
+                    activation(*f, None, y, false);
+                }
+            };
             let threads = rayon::current_num_threads();
             if threads > 1 && rows >= 16 * threads && rows * in_f * out_f >= PARALLEL_WORK {
                 // Each thread multiplies its own block of rows (no synchronization inside the GEMM).
                 let per = rows.div_ceil(threads);
-                y.par_chunks_mut(per * out_f)
-                    .zip(a.par_chunks(per * in_f))
-                    .for_each(|(y, a)| gemm(y, a, w, true, (a.len() / in_f, *in_f, *out_f), true, Par::Seq));
+                y.par_chunks_mut(per * out_f).zip(a.par_chunks(per * in_f)).for_each(|(y, a)| block(y, a, Par::Seq));
             } else {
-                gemm(y, a, w, true, (rows, *in_f, *out_f), true, par_for(rows * in_f * out_f));
+                block(y, a, par_for(rows * in_f * out_f));
             }
         }
         Step::Conv(c) => conv(c, a, y, n * (node.in_len / c.in_len), scratch),
@@ -409,10 +523,7 @@ fn run_step(node: &PlanNode, a: &[f32], b: Option<&[f32]>, y: &mut [f32], n: usi
                 }
             }
         }
-        Step::Act(f) => {
-            y.copy_from_slice(a);
-            activation(*f, y);
-        }
+        Step::Act(f) => activation(*f, Some(a), y, true),
         Step::Add => {
             let b = b.expect("Add has two inputs");
             for ((d, s), t) in y.iter_mut().zip(a).zip(b) {
@@ -487,20 +598,12 @@ fn conv(c: &ConvPlan, x: &[f32], y: &mut [f32], images: usize, scratch: &mut [Ve
             let cb = c.chunk.min(count - first);
             let cols_n = cb * c.p;
             let (cols, rest) = s.split_at_mut(c.k * cols_n);
-            let (tmp, rest) = rest.split_at_mut(c.og * cols_n);
-            let ext = &mut rest[..c.in_len + 1];
+            let tmp = &mut rest[..c.og * cols_n];
+            let group_len = c.in_len / c.groups;
             for g in 0..c.groups {
-                let table = &c.gather[g * c.k * c.p..(g + 1) * c.k * c.p];
                 for i in 0..cb {
-                    let img = &x[(first + i) * c.in_len..(first + i + 1) * c.in_len];
-                    ext[..c.in_len].copy_from_slice(img);
-                    ext[c.in_len] = 0.0;
-                    for (r, trow) in table.chunks_exact(c.p).enumerate() {
-                        let dst = &mut cols[r * cols_n + i * c.p..][..c.p];
-                        for (d, &t) in dst.iter_mut().zip(trow) {
-                            *d = ext[t as usize];
-                        }
-                    }
+                    let img = &x[(first + i) * c.in_len + g * group_len..][..group_len];
+                    im2col(&c.geo, img, cols, cols_n, i * c.p);
                 }
                 let w_g = &c.w[g * c.og * c.k..(g + 1) * c.og * c.k];
                 gemm(tmp, w_g, cols, false, (c.og, c.k, cols_n), false, par);
@@ -511,6 +614,9 @@ fn conv(c: &ConvPlan, x: &[f32], y: &mut [f32], images: usize, scratch: &mut [Ve
                         let dst = &mut y[((first + i) * c.groups * c.og + g * c.og + o) * c.p..][..c.p];
                         for (d, s) in dst.iter_mut().zip(src) {
                             *d = s + bias;
+                        }
+                        if let Some(f) = c.act {
+                            activation(f, None, dst, false);
                         }
                     }
                 }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod random;
 pub mod rng;
 pub mod rounding;
+pub mod simd;
 pub mod simplify;
 
 pub use error::GraphError;

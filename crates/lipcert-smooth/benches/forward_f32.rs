@@ -5,7 +5,8 @@
 //!
 //! cargo bench -p lipcert-smooth --bench forward_f32 -- [--repeats N] [--batches 1,256] [--noise SIGMA] MODEL...
 //! Prints one JSON object per model on stdout. With --noise, each call also draws the Gaussian
-//! noise for the batch (the smoothing hot loop: noise + forward).
+//! noise for the batch (the smoothing hot loop: noise + forward); with --noise-only, each call
+//! only draws the noise (to see how the hot loop's time splits).
 
 use lipcert_core::{PlanF32, Rng};
 use lipcert_io::import_file;
@@ -18,6 +19,7 @@ const WARMUP: Duration = Duration::from_millis(200);
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut repeats, mut batches, mut models, mut noise) = (50usize, vec![1usize, 256], vec![], None::<f32>);
+    let mut noise_only = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--repeats" => repeats = args.next().and_then(|v| v.parse().ok()).expect("--repeats N"),
@@ -26,6 +28,10 @@ fn main() {
                     args.next().expect("--batches 1,256").split(',').map(|b| b.parse().expect("batch size")).collect()
             }
             "--noise" => noise = Some(args.next().and_then(|v| v.parse().ok()).expect("--noise SIGMA")),
+            "--noise-only" => {
+                noise = Some(args.next().and_then(|v| v.parse().ok()).expect("--noise-only SIGMA"));
+                noise_only = true;
+            }
             "--bench" => {} // passed by cargo bench
             m => models.push(PathBuf::from(m)),
         }
@@ -53,7 +59,10 @@ fn main() {
             let mut call = |k: u64| {
                 if let Some(sigma) = noise {
                     noisy_copies(&centre, sigma, stream_key(0, k, 0), &mut noisy);
-                    std::hint::black_box(plan.forward(&noisy, batch).expect("forward"));
+                    if !noise_only {
+                        std::hint::black_box(plan.forward(&noisy, batch).expect("forward"));
+                    }
+                    std::hint::black_box(&noisy);
                 } else {
                     std::hint::black_box(plan.forward(&x, batch).expect("forward"));
                 }
@@ -81,7 +90,11 @@ fn main() {
         }
         println!(
             "{{\"runtime\":\"lipcert\",\"precision\":\"{}\",\"threads\":{},\"model\":\"{}\",\"results\":[{}]}}",
-            if noise.is_some() { "f32+noise" } else { "f32" },
+            match (noise.is_some(), noise_only) {
+                (_, true) => "noise",
+                (true, false) => "f32+noise",
+                (false, false) => "f32",
+            },
             rayon::current_num_threads(),
             path.display(),
             results.join(",")

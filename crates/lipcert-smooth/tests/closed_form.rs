@@ -8,7 +8,7 @@
 //! here is |u| / |w|, and no certificate may exceed it (except with probability alpha).
 
 use lipcert_core::{Dense, Network, NetworkBuilder, Op};
-use lipcert_smooth::stats::{norm_cdf, norm_ppf};
+use lipcert_smooth::stats::{clopper_pearson_lower, norm_cdf, norm_ppf};
 use lipcert_smooth::{certify_dataset, predict_dataset, Method, SmoothOptions};
 
 const D: usize = 10;
@@ -87,15 +87,21 @@ fn every_method_stays_below_the_true_radius_and_cohen_is_tight() {
             );
         }
     }
-    // Cohen with many samples: close to sigma Phi^-1(pA) = the true radius.
-    let o = opts(Method::Cohen, 100, 200_000, 0.001, 1);
+    // Cohen with many samples is near-tight: at least the radius it certifies from a count
+    // of class A four standard deviations below its mean n pA (0.003% of runs go below), and
+    // that is within 0.06 of the true radius sigma Phi^-1(pA) here.
+    let n = 200_000u64;
+    let o = opts(Method::Cohen, 100, n as usize, 0.001, 1);
     let rep = certify_dataset(&net, &x, &labels, &o, &|_| {}).unwrap();
     for s in &rep.per_sample {
         let truth = true_radius(&w, &x[s.idx * D..][..D]);
         let pa = norm_cdf(truth / sigma);
         assert!((sigma * norm_ppf(pa) - truth).abs() < 1e-9);
+        let low_count = n as f64 * pa - 4.0 * (n as f64 * pa * (1.0 - pa)).sqrt();
+        let expected = sigma * norm_ppf(clopper_pearson_lower(low_count.floor() as u64, n, 0.001));
         if truth >= 0.1 {
-            assert!(s.radius > truth - 0.03, "sample {}: {} vs true {truth}", s.idx, s.radius);
+            assert!(truth - expected < 0.06, "sample {}: the test's own slack {expected} vs {truth}", s.idx);
+            assert!(s.radius >= expected, "sample {}: {} vs true {truth} (at least {expected})", s.idx, s.radius);
         }
     }
     assert!(rep.curve.windows(2).all(|p| p[0].certified >= p[1].certified));

