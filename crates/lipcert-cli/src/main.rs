@@ -1,9 +1,7 @@
 //! The `lipcert` command-line tool. Commands parse arguments, call the library, and render
 //! the result as a table (people) or JSON (machines, with `--json`); nothing else prints.
 
-mod commands;
-mod progress;
-mod render;
+use lipcert_cli::commands;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};

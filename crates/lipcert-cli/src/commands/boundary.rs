@@ -2,6 +2,7 @@ use crate::commands::lipschitz::NormArg;
 use crate::render::{print_json, table};
 use anyhow::bail;
 use lipcert_bounds::Interval;
+use lipcert_core::Network;
 use lipcert_io::{DType, NpyArray};
 use lipcert_verify::{
     decision_boundary_with_progress, BoundaryNorm, BoundaryOptions, BoundaryResult, ProbeOutcome, Progress,
@@ -64,59 +65,104 @@ fn finite(v: f64) -> Value {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        bail!("--timeout must be a positive number of seconds, got {}", args.timeout);
+/// The search's settings: the CLI's --label, --norm, --timeout, --tol, --clip and --seed.
+#[derive(Clone)]
+pub struct Settings {
+    pub label: usize,
+    pub norm: NormArg,
+    pub timeout: f64,
+    pub tol: f64,
+    /// Empty, or [lo, hi]: the valid input range.
+    pub clip: Vec<f64>,
+    pub seed: u64,
+}
+
+/// Rejects a non-positive timeout or a negative tolerance before any work.
+pub fn check_settings(s: &Settings) -> anyhow::Result<()> {
+    if !(s.timeout > 0.0 && s.timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds, got {}", s.timeout);
     }
-    if !(args.tol >= 0.0 && args.tol.is_finite()) {
-        bail!("--tol must be a non-negative number, got {}", args.tol);
+    if !(s.tol >= 0.0 && s.tol.is_finite()) {
+        bail!("--tol must be a non-negative number, got {}", s.tol);
     }
-    let m = super::load_model(&args.model)?;
-    let net = &m.network;
+    Ok(())
+}
+
+/// Brackets the distance from the point `x` (named `what` in errors) to the decision boundary
+/// of class `s.label`; `on_probe` hears every probe of the search.
+pub fn compute(
+    net: &Network,
+    what: &str,
+    x: &[f64],
+    s: &Settings,
+    on_probe: &mut dyn FnMut(&Progress),
+) -> anyhow::Result<BoundaryResult> {
+    check_settings(s)?;
     let (len, classes) = (net.input_len(), net.output_len());
-    let file = args.input.display();
-    let x = NpyArray::read(&args.input).map_err(anyhow::Error::msg)?;
-    if !x.dtype.is_float() {
-        bail!("{file}: dtype {} is not supported; the input must be float32 or float64", x.dtype);
+    let file = what;
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!("{file}: element {i} is {}", x[i]);
     }
-    if x.data.len() != len {
-        bail!(
-            "{file}: shape {:?} holds {} elements, but the model input '{}' {:?} has {len} (one sample)",
-            x.shape,
-            x.data.len(),
-            net.input_name(),
-            net.input_shape()
-        );
+    if s.label >= classes {
+        bail!("--label {}: the model has {classes} outputs (classes 0 to {})", s.label, classes - 1);
     }
-    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        bail!("{file}: element {i} is {}", x.data[i]);
-    }
-    if args.label >= classes {
-        bail!("--label {}: the model has {classes} outputs (classes 0 to {})", args.label, classes - 1);
-    }
-    let domain = match args.clip.as_slice() {
+    let domain = match s.clip.as_slice() {
         [lo, hi] if lo <= hi => Some(Interval::new(vec![*lo; len], vec![*hi; len])),
         [lo, hi] => bail!("--clip {lo} {hi}: the lower end is above the upper end"),
-        _ => None,
+        [] => None,
+        c => bail!("--clip takes two values LO HI, got {}", c.len()),
     };
-    if let [lo, hi] = args.clip.as_slice() {
-        if let Some(i) = x.data.iter().position(|v| !(lo <= v && v <= hi)) {
-            bail!("{file}: element {i} is {}, outside --clip {lo} {hi}", x.data[i]);
+    if let [lo, hi] = s.clip.as_slice() {
+        if let Some(i) = x.iter().position(|v| !(lo <= v && v <= hi)) {
+            bail!("{file}: element {i} is {}, outside --clip {lo} {hi}", x[i]);
         }
     }
-    let norm = match args.norm {
+    let norm = match s.norm {
         NormArg::Inf => BoundaryNorm::Inf,
         NormArg::L2 => BoundaryNorm::L2,
     };
     let mut opts = BoundaryOptions {
-        timeout: Duration::from_secs_f64(args.timeout),
-        tol: args.tol,
-        domain: domain.clone(),
+        timeout: Duration::from_secs_f64(s.timeout),
+        tol: s.tol,
+        domain,
         ..BoundaryOptions::default()
     };
-    opts.attack.seed = args.seed;
-    opts.verify.seed = args.seed;
+    opts.attack.seed = s.seed;
+    opts.verify.seed = s.seed;
+    Ok(decision_boundary_with_progress(net, x, s.label, norm, &opts, on_probe)?)
+}
 
+/// Rejects a sample whose element count is not the model input's (`shape` as given).
+pub fn check_sample(what: &str, shape: &[usize], len_given: usize, net: &Network) -> anyhow::Result<()> {
+    let len = net.input_len();
+    if len_given != len {
+        bail!(
+            "{what}: shape {shape:?} holds {len_given} elements, but the model input '{}' {:?} has {len} (one sample)",
+            net.input_name(),
+            net.input_shape()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let settings = Settings {
+        label: args.label,
+        norm: args.norm,
+        timeout: args.timeout,
+        tol: args.tol,
+        clip: args.clip.clone(),
+        seed: args.seed,
+    };
+    check_settings(&settings)?;
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    let file = args.input.display().to_string();
+    let x = NpyArray::read(&args.input).map_err(anyhow::Error::msg)?;
+    if !x.dtype.is_float() {
+        bail!("{file}: dtype {} is not supported; the input must be float32 or float64", x.dtype);
+    }
+    check_sample(&file, &x.shape, x.data.len(), net)?;
     let bar = crate::progress::Progress::new("boundary", None);
     let mut on_probe = |p: &Progress| {
         bar.message(&format!(
@@ -128,14 +174,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             p.probe.outcome.word()
         ));
     };
-    let r = decision_boundary_with_progress(net, &x.data, args.label, norm, &opts, &mut on_probe)?;
+    let r = compute(net, &file, &x.data, &settings, &mut on_probe)?;
     bar.finish();
 
     if let (Some(path), Some(w)) = (&args.output, &r.witness) {
         NpyArray::new(vec![1, w.len()], w.clone(), DType::F64).write(path).map_err(anyhow::Error::msg)?;
     }
     if args.json {
-        return print_json(&to_json(&r, &args, domain.is_some()));
+        return print_json(&to_json(&r, &settings.clip, args.tol));
     }
     print_table(&r, &args);
     Ok(())
@@ -146,7 +192,8 @@ fn crossed(y: &[f64], label: usize) -> Option<usize> {
     (0..y.len()).filter(|&j| j != label).max_by(|&a, &b| y[a].total_cmp(&y[b]))
 }
 
-fn to_json(r: &BoundaryResult, args: &Args, clipped: bool) -> Value {
+/// What `boundary --json` prints; `clip` is empty or [lo, hi].
+pub fn to_json(r: &BoundaryResult, clip: &[f64], tol: f64) -> Value {
     let probes: Vec<Value> = r
         .probes
         .iter()
@@ -164,11 +211,11 @@ fn to_json(r: &BoundaryResult, args: &Args, clipped: bool) -> Value {
     let count = |word: &str| r.probes.iter().filter(|p| p.phase.name() == "verify" && p.outcome.word() == word).count();
     json!({
         "label": r.label, "predicted": r.predicted, "margin": r.margin, "norm": r.norm.name(),
-        "clip": if clipped { json!(args.clip) } else { Value::Null },
+        "clip": if clip.is_empty() { Value::Null } else { json!(clip) },
         "lower": finite(r.lower), "lower_infinite": r.lower.is_infinite(), "lower_by": r.lower_by.name(),
         "upper": finite(r.upper), "upper_by": r.upper_by.name(),
         "closed": r.closed, "timed_out": r.timed_out, "exact_search": r.exact_search, "note": r.note,
-        "tol": args.tol,
+        "tol": tol,
         "crown_radius": r.crown_radius, "pgd_radius": finite(r.pgd_radius),
         "calls": {"crown": r.crown_calls, "pgd": r.pgd_calls, "verify": r.verify_calls},
         "verify": {"unsat": count("unsat"), "sat": count("counterexample"), "undecided": count("undecided")},

@@ -2,7 +2,7 @@ use crate::render::{print_json, table};
 use anyhow::{bail, Context};
 use lipcert_bounds::{bound, Bounds, InputSet, Interval, Method, Options};
 use lipcert_io::NpyArray;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -61,17 +61,19 @@ fn read_bound(path: &Path, len: usize) -> anyhow::Result<Vec<f64>> {
 }
 
 /// What was bounded: one or more input boxes, and the specification rows.
-struct Problem {
+pub struct Problem {
     /// Each box with the atoms (indices) that its cases use.
     boxes: Vec<(Interval, Vec<usize>)>,
     spec: Vec<Vec<f64>>,
     thresholds: Vec<f64>,
     labels: Vec<String>,
+    /// Whether the problem came from a VNN-LIB property (then `spec_lower` is reported).
+    from_vnnlib: bool,
 }
 
-fn problem(args: &Args, net: &lipcert_core::Network) -> anyhow::Result<Problem> {
-    let input_len = net.input_len();
-    if let Some(path) = &args.vnnlib {
+impl Problem {
+    /// The input boxes and output atoms of a VNN-LIB property.
+    pub fn from_vnnlib(path: &Path, net: &lipcert_core::Network) -> anyhow::Result<Problem> {
         let p = super::load_property(path, net)?;
         let boxes = p.input_boxes().into_iter().map(|(lo, hi, cases)| {
             let mut atoms: Vec<usize> = cases.iter().flat_map(|&k| p.cases[k].atoms.iter().copied()).collect();
@@ -79,34 +81,69 @@ fn problem(args: &Args, net: &lipcert_core::Network) -> anyhow::Result<Problem> 
             atoms.dedup();
             (Interval::new(lo, hi), atoms)
         });
-        return Ok(Problem {
+        Ok(Problem {
             boxes: boxes.collect(),
             spec: p.atoms.iter().map(|a| a.c.clone()).collect(),
             thresholds: p.atoms.iter().map(|a| a.d).collect(),
             labels: p.atoms.iter().map(|a| a.text.clone()).collect(),
-        });
+            from_vnnlib: true,
+        })
     }
-    let lo = read_bound(&args.input_box[0], input_len)?;
-    let hi = read_bound(&args.input_box[1], input_len)?;
-    Ok(Problem { boxes: vec![(Interval::new(lo, hi), vec![])], spec: vec![], thresholds: vec![], labels: vec![] })
+
+    /// One input box, no specification rows; checked against the model's input size.
+    pub fn from_box(lo: Vec<f64>, hi: Vec<f64>, net: &lipcert_core::Network) -> anyhow::Result<Problem> {
+        let n = net.input_len();
+        if lo.len() != n || hi.len() != n {
+            bail!(
+                "box: expected {n} lower and {n} upper bounds (one per model input element), got {} and {}",
+                lo.len(),
+                hi.len()
+            );
+        }
+        Ok(Problem {
+            boxes: vec![(Interval::new(lo, hi), vec![])],
+            spec: vec![],
+            thresholds: vec![],
+            labels: vec![],
+            from_vnnlib: false,
+        })
+    }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.alpha_iterations == 0 {
+fn problem(args: &Args, net: &lipcert_core::Network) -> anyhow::Result<Problem> {
+    if let Some(path) = &args.vnnlib {
+        return Problem::from_vnnlib(path, net);
+    }
+    let input_len = net.input_len();
+    let lo = read_bound(&args.input_box[0], input_len)?;
+    let hi = read_bound(&args.input_box[1], input_len)?;
+    Problem::from_box(lo, hi, net)
+}
+
+/// Certified output bounds and atom lower bounds over a problem's input set.
+pub struct Outcome {
+    pub bounds: Bounds,
+    pub refuted: Vec<bool>,
+    pub time_s: f64,
+}
+
+/// Bounds the outputs of `net` (and the atoms' c.y) over the problem's input boxes.
+pub fn compute(
+    net: &lipcert_core::Network,
+    pb: &Problem,
+    method: Method,
+    alpha_iterations: usize,
+) -> anyhow::Result<Outcome> {
+    if alpha_iterations == 0 {
         anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
     }
-    let m = super::load_model(&args.model)?;
-    let net = &m.network;
-    let pb = problem(&args, net)?;
-    let method = args.method.method();
-    let opts = Options { alpha_iterations: args.alpha_iterations, ..Options::default() };
+    let opts = Options { alpha_iterations, ..Options::default() };
     let start = Instant::now();
     // Several input boxes (a disjunction over inputs): output bounds are the hull over the
     // boxes, an atom's bound the minimum over the boxes whose cases use it.
     let mut total: Option<Bounds> = None;
     for (b, atoms) in &pb.boxes {
-        let r = bound(net, &InputSet::Box(b.clone()), &pb.spec, method, &opts)
-            .with_context(|| format!("bounding over the input box of {}", args.model.display()))?;
+        let r = bound(net, &InputSet::Box(b.clone()), &pb.spec, method, &opts)?;
         let r = Bounds {
             spec_lower: (0..pb.spec.len())
                 .map(|i| if pb.boxes.len() == 1 || atoms.contains(&i) { r.spec_lower[i] } else { f64::INFINITY })
@@ -124,15 +161,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let r = total.context("the property has no input box")?;
-    let time_s = start.elapsed().as_secs_f64();
     let refuted: Vec<bool> = r.spec_lower.iter().zip(&pb.thresholds).map(|(l, d)| l > d).collect();
-    if args.json {
-        let spec = if args.vnnlib.is_some() { json!(r.spec_lower) } else { serde_json::Value::Null };
-        return print_json(&json!({
-            "method": method.name(), "lower": r.lower, "upper": r.upper, "spec_lower": spec,
-            "atoms": pb.labels, "thresholds": pb.thresholds, "refuted": refuted, "time_s": time_s,
-        }));
+    Ok(Outcome { bounds: r, refuted, time_s: start.elapsed().as_secs_f64() })
+}
+
+impl Outcome {
+    /// What `bounds --json` prints.
+    pub fn to_json(&self, pb: &Problem) -> Value {
+        let r = &self.bounds;
+        let spec = if pb.from_vnnlib { json!(r.spec_lower) } else { Value::Null };
+        json!({
+            "method": r.method.name(), "lower": r.lower, "upper": r.upper, "spec_lower": spec,
+            "atoms": pb.labels, "thresholds": pb.thresholds, "refuted": self.refuted, "time_s": self.time_s,
+        })
     }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.alpha_iterations == 0 {
+        anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
+    }
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    let pb = problem(&args, net)?;
+    let method = args.method.method();
+    let out = compute(net, &pb, method, args.alpha_iterations)
+        .with_context(|| format!("bounding over the input box of {}", args.model.display()))?;
+    if args.json {
+        return print_json(&out.to_json(&pb));
+    }
+    let (r, refuted, time_s) = (&out.bounds, &out.refuted, out.time_s);
     let rows: Vec<Vec<String>> = r
         .lower
         .iter()

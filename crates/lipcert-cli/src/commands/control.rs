@@ -33,7 +33,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-pub(crate) enum SystemArg {
+pub enum SystemArg {
     Pendulum,
     Cartpole,
     Quadrotor,

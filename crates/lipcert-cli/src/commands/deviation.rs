@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 pub struct BoxArgs {
     /// The state box: lower and upper bounds, one value per model input.
     #[arg(long = "box", num_args = 2, value_names = ["LO.npy", "HI.npy"])]
-    bounds: Vec<PathBuf>,
+    pub bounds: Vec<PathBuf>,
     /// The state box of a built-in control system (see `lipcert control info`).
     #[arg(long, value_enum, conflicts_with = "bounds")]
-    system: Option<SystemArg>,
+    pub system: Option<SystemArg>,
     /// The input box of a VNN-LIB property (the hull of its boxes when it has several).
     #[arg(long, conflicts_with_all = ["bounds", "system"])]
-    vnnlib: Option<PathBuf>,
+    pub vnnlib: Option<PathBuf>,
 }
 
 /// A resolved box and a phrase that says where it came from.
@@ -71,15 +71,31 @@ impl BoxArgs {
         } else {
             return Ok(None);
         };
+        b.check(n).map(Some)
+    }
+}
+
+impl StateBox {
+    /// A box given as arrays (`source` says where from), checked against `n` model inputs.
+    pub fn new(lo: Vec<f64>, hi: Vec<f64>, source: &str, n: usize) -> anyhow::Result<StateBox> {
+        if lo.len() != n || hi.len() != n {
+            bail!("{source}: {} and {} values, the model has {n} inputs", lo.len(), hi.len());
+        }
+        StateBox { lo, hi, source: source.to_string() }.check(n)
+    }
+
+    /// Rejects an element that is not a finite interval.
+    fn check(self, n: usize) -> anyhow::Result<StateBox> {
+        let b = self;
         if let Some(i) = (0..n).find(|&i| !b.lo[i].is_finite() || !b.hi[i].is_finite() || b.lo[i] > b.hi[i]) {
             bail!("{}: element {i} is [{}, {}], not a finite interval", b.source, b.lo[i], b.hi[i]);
         }
-        Ok(Some(b))
+        Ok(b)
     }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum BoundMethod {
+pub enum BoundMethod {
     Ibp,
     Crown,
     AlphaCrown,
@@ -100,19 +116,19 @@ impl BoundMethod {
 pub struct MeasureArgs {
     /// Bound propagation for the certified bound.
     #[arg(long, value_enum, default_value = "crown")]
-    bound: BoundMethod,
+    pub bound: BoundMethod,
     /// Input-box splits that refine the certified bound (default: 4096 for models with at most
     /// 16 inputs, 0 otherwise, where splitting one input at a time does little).
     #[arg(long)]
-    splits: Option<usize>,
+    pub splits: Option<usize>,
     /// Time limit for the splits, in seconds.
     #[arg(long, default_value_t = 60.0)]
-    timeout: f64,
+    pub timeout: f64,
     /// Sampled states for the observed deviation (then gradient ascent from the worst).
     #[arg(long, default_value_t = 100_000)]
-    samples: usize,
+    pub samples: usize,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
 }
 
 /// The three measures of one (original, pruned) pair.
@@ -205,6 +221,58 @@ pub fn measures_json(m: &Measures) -> Value {
     })
 }
 
+/// The three deviation measures of `g` from `f` over the box, with per-layer norms.
+pub struct Outcome {
+    pub measures: Measures,
+    pub budget: Option<f64>,
+    pub source: String,
+    pub time_s: f64,
+}
+
+/// Measures how far the pruned `g` can move from `f` over `b`; `budget` adds each layer's
+/// admissible ||dW_k||_2.
+pub fn compute(
+    f: &Network,
+    g: &Network,
+    b: &StateBox,
+    measure: &MeasureArgs,
+    budget: Option<f64>,
+) -> anyhow::Result<Outcome> {
+    if let Some(e) = budget {
+        if !(e >= 0.0 && e.is_finite()) {
+            bail!("--budget must be a finite number >= 0");
+        }
+    }
+    let start = Instant::now();
+    let measures = measure.measure(f, g, b)?;
+    Ok(Outcome { measures, budget, source: b.source.clone(), time_s: start.elapsed().as_secs_f64() })
+}
+
+impl Outcome {
+    /// What `deviation --json` prints.
+    pub fn to_json(&self) -> Value {
+        let budget = self.budget;
+        let layers: Vec<Value> = self.measures.closed.as_ref().map_or(vec![], |c| {
+            c.layers
+                .iter()
+                .map(|l| {
+                    json!({
+                        "node": l.node, "w_norm": l.w_norm, "w_hat_norm": l.w_hat_norm, "dw_norm": l.dw_norm,
+                        "c_max": l.c_max, "admissible_dw_norm": budget.map(|e| e / l.c_max),
+                    })
+                })
+                .collect()
+        });
+        let mut v = measures_json(&self.measures);
+        v["norm"] = json!("2");
+        v["box"] = json!(self.source);
+        v["layers"] = json!(layers);
+        v["budget"] = json!(budget);
+        v["time_s"] = json!(self.time_s);
+        v
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let f = super::load_model(&args.original)?.network;
     let g = super::load_model(&args.pruned)?.network;
@@ -216,35 +284,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bail!("--budget must be a finite number >= 0");
         }
     }
-    let start = Instant::now();
     let bar = std::sync::Arc::new(crate::progress::Progress::new("deviation", None));
     bar.message("closed form, certified bound, observed maximum");
     let beat = bar.heartbeat();
-    let m = args.measure.measure(&f, &g, &b);
+    let out = compute(&f, &g, &b, &args.measure, args.budget);
     drop(beat);
     bar.finish();
-    let m = m?;
-    let time_s = start.elapsed().as_secs_f64();
-    let layers: Vec<Value> = m.closed.as_ref().map_or(vec![], |c| {
-        c.layers
-            .iter()
-            .map(|l| {
-                json!({
-                    "node": l.node, "w_norm": l.w_norm, "w_hat_norm": l.w_hat_norm, "dw_norm": l.dw_norm,
-                    "c_max": l.c_max, "admissible_dw_norm": args.budget.map(|e| e / l.c_max),
-                })
-            })
-            .collect()
-    });
+    let out = out?;
     if args.json {
-        let mut v = measures_json(&m);
-        v["norm"] = json!("2");
-        v["box"] = json!(b.source);
-        v["layers"] = json!(layers);
-        v["budget"] = json!(args.budget);
-        v["time_s"] = json!(time_s);
-        return print_json(&v);
+        return print_json(&out.to_json());
     }
+    let (m, time_s) = (&out.measures, out.time_s);
     println!(
         "deviation sup ||f(s) - f_hat(s)||_2 of {} from {} over {} ({time_s:.2} s)",
         args.pruned.display(),

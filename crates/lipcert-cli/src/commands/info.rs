@@ -1,5 +1,6 @@
 use crate::render::{print_json, shape, table};
-use serde_json::json;
+use lipcert_io::Imported;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -11,40 +12,51 @@ pub struct Args {
     json: bool,
 }
 
+/// The warning printed when a model is too large for the analyses (info still describes it).
+pub fn size_warning(m: &Imported) -> Option<String> {
+    lipcert_core::limits::check_sizes(&m.network)
+        .err()
+        .map(|e| format!("warning: {e}: analyses will refuse this model"))
+}
+
+/// What `info --json` prints for the model loaded from `file`.
+pub fn to_json(file: &str, m: &Imported) -> Value {
+    let net = &m.network;
+    let nodes: Vec<_> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            json!({
+                "name": n.name,
+                "op": n.op.kind(),
+                "inputs": n.inputs.iter().map(|&v| &net.value_names[v]).collect::<Vec<_>>(),
+                "output_shape": net.shapes[k + 1],
+                "params": n.op.param_count(),
+            })
+        })
+        .collect();
+    json!({
+        "file": file,
+        "ir_version": m.ir_version,
+        "opset": m.opset,
+        "producer": m.producer,
+        "inputs": [{"name": net.input_name(), "shape": net.input_shape(), "declared_shape": m.declared_input}],
+        "outputs": [{"name": net.output_name(), "shape": net.output_shape(), "declared_shape": m.declared_output}],
+        "nodes": nodes,
+        "params": net.param_count(),
+        "notes": m.notes,
+        "warnings": size_warning(m).as_slice(),
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::import_model(&args.model)?;
-    let too_large = lipcert_core::limits::check_sizes(&m.network)
-        .err()
-        .map(|e| format!("warning: {e}: analyses will refuse this model"));
-    let net = &m.network;
     if args.json {
-        let nodes: Vec<_> = net
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(k, n)| {
-                json!({
-                    "name": n.name,
-                    "op": n.op.kind(),
-                    "inputs": n.inputs.iter().map(|&v| &net.value_names[v]).collect::<Vec<_>>(),
-                    "output_shape": net.shapes[k + 1],
-                    "params": n.op.param_count(),
-                })
-            })
-            .collect();
-        return print_json(&json!({
-            "file": args.model.display().to_string(),
-            "ir_version": m.ir_version,
-            "opset": m.opset,
-            "producer": m.producer,
-            "inputs": [{"name": net.input_name(), "shape": net.input_shape(), "declared_shape": m.declared_input}],
-            "outputs": [{"name": net.output_name(), "shape": net.output_shape(), "declared_shape": m.declared_output}],
-            "nodes": nodes,
-            "params": net.param_count(),
-            "notes": m.notes,
-            "warnings": too_large.as_slice(),
-        }));
+        return print_json(&to_json(&args.model.display().to_string(), &m));
     }
+    let too_large = size_warning(&m);
+    let net = &m.network;
     println!(
         "model    {}  (ONNX IR {}, opset {}, producer '{}')",
         args.model.display(),

@@ -1,6 +1,7 @@
 use crate::render::{print_json, table};
-use lipcert_spectral::lipschitz::{architecture_estimate, network_lipschitz, Norm, Search};
-use serde_json::json;
+use lipcert_core::Network;
+use lipcert_spectral::lipschitz::{architecture_estimate, network_lipschitz, NetworkLipschitz, Norm, Search};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -44,38 +45,57 @@ fn opt(v: Option<f64>) -> serde_json::Value {
     v.filter(|x| x.is_finite()).map_or(serde_json::Value::Null, |x| json!(x))
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let m = super::load_model(&args.model)?;
-    let net = &m.network;
+/// Lipschitz bounds of a network: per layer, certified upper and lower, and the paper's estimate.
+pub struct Outcome {
+    pub norm: Norm,
+    pub lip: NetworkLipschitz,
+    pub estimate: Option<f64>,
+    pub time_s: f64,
+}
+
+/// Bounds the Lipschitz constant of `net`; the lower bound's search runs `starts` x `steps`.
+pub fn compute(net: &Network, norm: Norm, search: Search) -> Outcome {
     let start = Instant::now();
-    let bar = std::sync::Arc::new(crate::progress::Progress::new("lipschitz", None));
-    bar.message("per-layer bounds and the search for the lower bound");
-    let beat = bar.heartbeat();
-    let lip = network_lipschitz(
-        net,
-        args.norm.norm(),
-        &Search { starts: args.starts, steps: args.steps, seed: args.seed, points: vec![] },
-    );
+    let lip = network_lipschitz(net, norm, &search);
     // The paper's estimate is for the l2 constant.
-    let estimate = if args.norm.norm() == Norm::L2 { architecture_estimate(net) } else { None };
-    drop(beat);
-    bar.finish();
-    let time_s = start.elapsed().as_secs_f64();
-    if args.json {
+    let estimate = if norm == Norm::L2 { architecture_estimate(net) } else { None };
+    Outcome { norm, lip, estimate, time_s: start.elapsed().as_secs_f64() }
+}
+
+impl Outcome {
+    /// What `lipschitz --json` prints.
+    pub fn to_json(&self) -> Value {
+        let lip = &self.lip;
         let layers: Vec<_> = lip
             .layers
             .iter()
             .map(|l| json!({"name": l.name, "op": l.op, "upper": opt(Some(l.upper)), "lower": opt(l.lower)}))
             .collect();
-        return print_json(&json!({
-            "norm": args.norm.norm().name(),
+        json!({
+            "norm": self.norm.name(),
             "layers": layers,
             "global": {"upper": opt(Some(lip.upper)), "lower": opt(Some(lip.lower)),
                        "lower_search": opt(Some(lip.lower_search))},
-            "estimate": estimate.map(|v| json!({"kind": "estimate", "source": "paper 002 Prop. 5", "value": v})),
-            "time_s": time_s,
-        }));
+            "estimate": self.estimate.map(|v| json!({"kind": "estimate", "source": "paper 002 Prop. 5", "value": v})),
+            "time_s": self.time_s,
+        })
     }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let m = super::load_model(&args.model)?;
+    let net = &m.network;
+    let bar = std::sync::Arc::new(crate::progress::Progress::new("lipschitz", None));
+    bar.message("per-layer bounds and the search for the lower bound");
+    let beat = bar.heartbeat();
+    let search = Search { starts: args.starts, steps: args.steps, seed: args.seed, points: vec![] };
+    let r = compute(net, args.norm.norm(), search);
+    drop(beat);
+    bar.finish();
+    if args.json {
+        return print_json(&r.to_json());
+    }
+    let (lip, estimate, time_s) = (&r.lip, r.estimate, r.time_s);
     let fmt = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or("-".to_string(), |x| format!("{x:.6}"));
     let mut rows: Vec<Vec<String>> = lip
         .layers

@@ -22,8 +22,13 @@ use std::path::Path;
 /// large to analyse is refused here (see `lipcert_core::limits`).
 pub fn load_model(path: &Path) -> anyhow::Result<Imported> {
     let m = import_model(path)?;
-    lipcert_core::limits::check_sizes(&m.network).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_analysable(path, &m.network)?;
     Ok(m)
+}
+
+/// Refuses a model with a value too large to analyse (the error names the file).
+pub fn check_analysable(path: &Path, net: &lipcert_core::Network) -> anyhow::Result<()> {
+    lipcert_core::limits::check_sizes(net).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Loads a model without the size check (`info` and `export` allocate nothing per element).

@@ -4,8 +4,8 @@ use faer::MatRef;
 use lipcert_io::NpyArray;
 use lipcert_spectral::conv::{conv_norm_on_grid, toeplitz_bound};
 use lipcert_spectral::dense::MAX_GRAM_PRODUCTS;
-use lipcert_spectral::{conv_norm, spectral_norm, ConvOperator, Method, Options, Padding};
-use serde_json::json;
+use lipcert_spectral::{conv_norm, spectral_norm, Bracket, ConvOperator, Method, Options, Padding};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,13 +54,13 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-enum PaddingArg {
+pub enum PaddingArg {
     Zeros,
     Circular,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-enum MethodArg {
+pub enum MethodArg {
     Exact,
     Power,
     Gram,
@@ -75,60 +75,104 @@ fn read_float(path: &std::path::Path) -> anyhow::Result<NpyArray> {
     if !a.dtype.is_float() {
         bail!("{file}: dtype {} is not supported; expected float32 or float64", a.dtype);
     }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+    check_finite(&file.to_string(), &a.shape, &a.data)?;
+    Ok(a)
+}
+
+/// Rejects a NaN or infinite entry, named by its coordinates in the array `what`.
+pub fn check_finite(what: &str, shape: &[usize], data: &[f64]) -> anyhow::Result<()> {
+    let file = what;
+    let a = (shape, data);
+    if let Some(i) = a.1.iter().position(|v| !v.is_finite()) {
         // Unravel the flat index into the array's own coordinates.
-        let mut index = vec![0; a.shape.len()];
+        let mut index = vec![0; a.0.len()];
         let mut rest = i;
-        for (slot, &d) in index.iter_mut().zip(&a.shape).rev() {
+        for (slot, &d) in index.iter_mut().zip(a.0).rev() {
             *slot = rest % d.max(1);
             rest /= d.max(1);
         }
         bail!("{file}: element {index:?} is NaN or infinite");
     }
-    Ok(a)
+    Ok(())
 }
 
 /// What is being measured, for the table and JSON.
-enum Operator {
+pub enum Operator {
     Matrix { data: Vec<f64>, m: usize, n: usize },
     Conv(ConvOperator),
+}
+
+impl Operator {
+    /// A dense matrix of the given shape ([n] is one row); `what` names it in errors.
+    pub fn matrix(what: &str, data: Vec<f64>, shape: &[usize]) -> anyhow::Result<Operator> {
+        let (m, n) = match shape {
+            [n] => (1, *n),
+            [m, n] => (*m, *n),
+            s => bail!("{what}: expected a 2-D matrix [m, n], got shape {s:?}"),
+        };
+        Ok(Operator::Matrix { data, m, n })
+    }
+
+    /// A convolution with kernel [c_out, c_in, kh, kw] on an input of `size` (H or H,W);
+    /// `pad` defaults to kernel // 2 for zero padding.
+    pub fn conv(what: &str, kernel: Vec<f64>, shape: &[usize], geometry: &ConvGeometry) -> anyhow::Result<Operator> {
+        let [c_out, c_in, kh, kw] = <[usize; 4]>::try_from(shape)
+            .map_err(|_| anyhow::anyhow!("{what}: expected a kernel [c_out, c_in, kh, kw], got shape {shape:?}"))?;
+        let (h, w) = match geometry.input_size.as_slice() {
+            [s] => (*s, *s),
+            [h, w] => (*h, *w),
+            _ => bail!("--input-size takes H,W"),
+        };
+        let padding = match geometry.padding {
+            PaddingArg::Circular => Padding::Circular,
+            PaddingArg::Zeros => {
+                let (ph, pw) = geometry.pad.map_or((kh / 2, kw / 2), |p| (p, p));
+                Padding::Zeros([ph, pw, ph, pw])
+            }
+        };
+        let stride = [geometry.stride, geometry.stride];
+        let op = ConvOperator { kernel, c_out, c_in, kh, kw, h, w, stride, padding };
+        op.validate().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(Operator::Conv(op))
+    }
+}
+
+/// Input size, padding and stride of a convolution.
+pub struct ConvGeometry {
+    pub input_size: Vec<usize>,
+    pub padding: PaddingArg,
+    pub pad: Option<usize>,
+    pub stride: usize,
 }
 
 fn operator(args: &Args) -> anyhow::Result<Operator> {
     if let Some(path) = &args.matrix {
         let w = read_float(path)?;
-        let (m, n) = match w.shape.as_slice() {
-            [n] => (1, *n),
-            [m, n] => (*m, *n),
-            s => bail!("{}: expected a 2-D matrix [m, n], got shape {s:?}", path.display()),
-        };
-        return Ok(Operator::Matrix { data: w.data, m, n });
+        return Operator::matrix(&path.display().to_string(), w.data, &w.shape);
     }
     let path = args.conv.as_ref().expect("clap requires --matrix or --conv");
     let k = read_float(path)?;
-    let [c_out, c_in, kh, kw] = <[usize; 4]>::try_from(k.shape.as_slice()).map_err(|_| {
-        anyhow::anyhow!("{}: expected a kernel [c_out, c_in, kh, kw], got shape {:?}", path.display(), k.shape)
-    })?;
-    let size = args.input_size.clone().unwrap_or_default();
-    let (h, w) = match size.as_slice() {
-        [s] => (*s, *s),
-        [h, w] => (*h, *w),
-        _ => bail!("--input-size takes H,W"),
+    let geometry = ConvGeometry {
+        input_size: args.input_size.clone().unwrap_or_default(),
+        padding: args.padding,
+        pad: args.pad,
+        stride: args.stride,
     };
-    let padding = match args.padding {
-        PaddingArg::Circular => Padding::Circular,
-        PaddingArg::Zeros => {
-            let (ph, pw) = args.pad.map_or((kh / 2, kw / 2), |p| (p, p));
-            Padding::Zeros([ph, pw, ph, pw])
-        }
-    };
-    let op = ConvOperator { kernel: k.data, c_out, c_in, kh, kw, h, w, stride: [args.stride, args.stride], padding };
-    op.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(Operator::Conv(op))
+    Operator::conv(&path.display().to_string(), k.data, &k.shape, &geometry)
+}
+
+/// How to bound the norm: the CLI's --method, --iters, --tol, --grid and --seed.
+#[derive(Clone)]
+pub struct Settings {
+    pub method: MethodArg,
+    pub iters: Option<usize>,
+    pub tol: Option<f64>,
+    pub grid: Option<Vec<usize>>,
+    pub seed: u64,
 }
 
 /// Rejects iteration counts that are zero or that cannot help.
-fn check_iters(args: &Args) -> anyhow::Result<()> {
+fn check_iters(args: &Settings) -> anyhow::Result<()> {
     let Some(n) = args.iters else { return Ok(()) };
     if n == 0 {
         bail!("--iters must be at least 1 (leave it out to iterate until --tol)");
@@ -157,28 +201,42 @@ fn max_abs(op: &Operator) -> f64 {
     data.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    check_iters(&args)?;
-    let op = operator(&args)?;
-    if let Some(t) = args.tol {
+/// A certified bracket on the norm of an operator, with what the table and JSON report.
+pub struct Spectral {
+    pub bracket: Bracket,
+    /// The operator, described ("2000 x 1000", "conv 64x64x3x3 on 32x32, ...").
+    pub operator: String,
+    /// The symbol bound's curvature factor and its grid (--grid).
+    pub symbol_factor: Option<(f64, [usize; 2])>,
+    pub time_s: f64,
+    pub iters_requested: Option<usize>,
+    /// With --iters: Gram iteration stopped after this many products (the rounding floor).
+    pub stopped_early: Option<usize>,
+}
+
+/// Bounds the spectral norm of `op`.
+pub fn compute(op: &Operator, s: &Settings) -> anyhow::Result<Spectral> {
+    check_iters(s)?;
+    if let Some(t) = s.tol {
         if !(t > 0.0 && t.is_finite()) {
             bail!("--tol must be a positive number, got {t}");
         }
     }
-    let method = match args.method {
+    let method = match s.method {
         MethodArg::Exact => Method::Exact,
         MethodArg::Power | MethodArg::Toep => Method::Power,
         MethodArg::Gram => Method::Gram,
         MethodArg::Auto => Method::Auto,
     };
     let opts = Options {
-        iters: args.iters,
-        tol: if args.iters.is_some() { None } else { Some(args.tol.unwrap_or(1e-6)) },
-        seed: args.seed,
+        iters: s.iters,
+        tol: if s.iters.is_some() { None } else { Some(s.tol.unwrap_or(1e-6)) },
+        seed: s.seed,
     };
-    let grid = match args.grid.as_deref() {
+    let grid = match s.grid.as_deref() {
         None => None,
-        Some(_) if args.method == MethodArg::Toep => {
+        Some(_) if matches!(op, Operator::Matrix { .. }) => bail!("--grid applies to --conv only"),
+        Some(_) if s.method == MethodArg::Toep => {
             bail!("--grid and --method toep are two different bounds; pick one")
         }
         Some([n]) => Some([*n, *n]),
@@ -188,8 +246,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The symbol bound's curvature factor, reported with its grid.
     let mut symbol_factor = None;
     let start = Instant::now();
-    let (b, shape) = match &op {
-        Operator::Matrix { .. } if args.method == MethodArg::Toep => bail!("--method toep applies to --conv only"),
+    let (b, shape) = match op {
+        Operator::Matrix { .. } if s.method == MethodArg::Toep => bail!("--method toep applies to --conv only"),
         Operator::Matrix { data, m, n } => {
             // Row-major [m, n] data is the column-major view of W^T, which has the same norm.
             let view = MatRef::from_column_major_slice(data, *n, *m);
@@ -204,11 +262,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => conv_norm(c, method, opts).map_err(anyhow::Error::msg)?,
             };
-            if args.method == MethodArg::Toep {
+            if s.method == MethodArg::Toep {
                 // Upper from the kernel's own Gram iterations; lower from power iteration.
-                b.upper = toeplitz_bound(c, args.iters.unwrap_or(3)).map_err(anyhow::Error::msg)?;
+                b.upper = toeplitz_bound(c, s.iters.unwrap_or(3)).map_err(anyhow::Error::msg)?;
                 b.method = "toep";
-                b.iters = args.iters.unwrap_or(3);
+                b.iters = s.iters.unwrap_or(3);
             }
             let pad = match c.padding {
                 Padding::Circular => "circular".to_string(),
@@ -227,27 +285,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // A bound that overflowed is not a result; a script must not read it as one.
     // (Power iteration that overflowed returns 0, below the largest |entry|, itself a lower bound.)
     let overflow = if b.method == "power" {
-        !b.lower.is_finite() || (b.lower == 0.0 && max_abs(&op) > 0.0)
+        !b.lower.is_finite() || (b.lower == 0.0 && max_abs(op) > 0.0)
     } else {
         !b.upper.is_finite()
     };
     if overflow {
         bail!(
             "the norm bound overflows f64 (entries up to {:e}): scale the operator down, its norm scales linearly",
-            max_abs(&op)
+            max_abs(op)
         );
     }
     // With --iters, Gram iteration stops early once the bracket no longer narrows.
-    let stopped_early = args.iters.filter(|&n| b.method == "gram" && b.iters < n);
-    let finite = |v: f64| if v.is_finite() { json!(v) } else { serde_json::Value::Null };
-    if args.json {
-        return print_json(&json!({
+    let stopped_early = s.iters.filter(|&n| b.method == "gram" && b.iters < n).map(|_| b.iters);
+    Ok(Spectral { bracket: b, operator: shape, symbol_factor, time_s, iters_requested: s.iters, stopped_early })
+}
+
+impl Spectral {
+    /// What `spectral --json` prints.
+    pub fn to_json(&self) -> Value {
+        let b = &self.bracket;
+        let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+        json!({
             "upper": finite(b.upper), "lower": finite(b.lower), "method": b.method, "iters": b.iters,
-            "time_s": time_s, "operator": shape, "relative_width": finite(b.relative_width()),
-            "grid": symbol_factor.map(|(_, g)| g), "grid_factor": symbol_factor.map(|(f, _)| f),
-            "iters_requested": args.iters, "stopped_early": stopped_early.is_some(),
-        }));
+            "time_s": self.time_s, "operator": self.operator, "relative_width": finite(b.relative_width()),
+            "grid": self.symbol_factor.map(|(_, g)| g), "grid_factor": self.symbol_factor.map(|(f, _)| f),
+            "iters_requested": self.iters_requested, "stopped_early": self.stopped_early.is_some(),
+        })
     }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let settings =
+        Settings { method: args.method, iters: args.iters, tol: args.tol, grid: args.grid.clone(), seed: args.seed };
+    check_iters(&settings)?;
+    let op = operator(&args)?;
+    let r = compute(&op, &settings)?;
+    if args.json {
+        return print_json(&r.to_json());
+    }
+    let (b, shape, time_s, symbol_factor) = (&r.bracket, r.operator.clone(), r.time_s, r.symbol_factor);
+    let stopped_early = r.stopped_early.and(args.iters);
     let show = |v: f64| if v.is_finite() { format!("{v:.12e}") } else { "none".into() };
     let rows = vec![vec![
         shape,

@@ -1,7 +1,9 @@
 use crate::render::print_json;
 use anyhow::bail;
-use lipcert_verify::{verify, BoxProperty, Verdict, VerifyOptions};
-use serde_json::json;
+use lipcert_core::Network;
+use lipcert_io::vnnlib::Property;
+use lipcert_verify::{verify, BoxProperty, Stats, Verdict, VerifyOptions};
+use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +37,29 @@ fn result_text(v: &Verdict) -> String {
     s
 }
 
+/// Decides the property `p` on `net` within `timeout` seconds.
+pub fn compute(net: &Network, p: &Property, timeout: f64, seed: u64) -> anyhow::Result<(Verdict, Stats)> {
+    if !(timeout > 0.0 && timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds, got {timeout}");
+    }
+    let boxes: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
+    let opts = VerifyOptions { timeout: Duration::from_secs_f64(timeout), seed, ..Default::default() };
+    Ok(verify(net, &boxes, &opts)?)
+}
+
+/// What `verify --json` prints.
+pub fn to_json(verdict: &Verdict, stats: &Stats) -> Value {
+    let reason = if let Verdict::Unknown(r) = verdict { Some(r.clone()) } else { None };
+    let (x, y) = match verdict {
+        Verdict::Sat { x, y } => (json!(x), json!(y)),
+        _ => (json!(null), json!(null)),
+    };
+    json!({
+        "result": verdict.word(), "counterexample": x, "output": y, "reason": reason,
+        "boxes": stats.boxes, "max_depth": stats.max_depth, "time_s": stats.time_s,
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         bail!("--timeout must be a positive number of seconds, got {}", args.timeout);
@@ -42,28 +67,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let p = super::load_property(&args.property, net)?;
-    let boxes: Vec<BoxProperty> = p.regions().into_iter().map(|r| BoxProperty::new(r.lo, r.hi, r.any_of)).collect();
-    let opts = VerifyOptions { timeout: Duration::from_secs_f64(args.timeout), seed: args.seed, ..Default::default() };
     let bar = std::sync::Arc::new(crate::progress::Progress::new("verify", None));
     bar.message(&format!("timeout {} s", args.timeout));
     let beat = bar.heartbeat();
-    let result = verify(net, &boxes, &opts);
+    let result = compute(net, &p, args.timeout, args.seed);
     drop(beat);
     bar.finish();
     let (verdict, stats) = result?;
     if let Some(path) = &args.result {
         std::fs::write(path, result_text(&verdict)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
-    let reason = if let Verdict::Unknown(r) = &verdict { Some(r.clone()) } else { None };
     if args.json {
-        let (x, y) = match &verdict {
-            Verdict::Sat { x, y } => (json!(x), json!(y)),
-            _ => (json!(null), json!(null)),
-        };
-        return print_json(&json!({
-            "result": verdict.word(), "counterexample": x, "output": y, "reason": reason,
-            "boxes": stats.boxes, "max_depth": stats.max_depth, "time_s": stats.time_s,
-        }));
+        return print_json(&to_json(&verdict, &stats));
     }
     println!("{}", verdict.word());
     match &verdict {
