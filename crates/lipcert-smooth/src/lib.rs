@@ -62,6 +62,10 @@ pub struct SmoothOptions {
     /// Noisy samples per forward pass.
     pub batch: usize,
     pub seed: u64,
+    /// Index of the first sample of `x` in the whole data set: sample i of `x` is reported as
+    /// `first_index + i` and draws that index's noise streams, so certifying a data set in
+    /// shards gives exactly the per-sample results of one run over all of it.
+    pub first_index: usize,
     /// Certified l2 Lipschitz constant of the logits network (method `lipschitz`).
     pub lipschitz: Option<f64>,
     /// Mass r of the simplex the logits are projected onto (method `lipschitz`).
@@ -84,6 +88,7 @@ impl Default for SmoothOptions {
             alpha: 0.001,
             batch: 1000,
             seed: 0,
+            first_index: 0,
             lipschitz: None,
             simplex_mass: 1.0,
             radii: vec![],
@@ -670,7 +675,8 @@ pub fn certify_dataset(
     let start = Instant::now();
     let mut sampler = Sampler::new(net, opts.batch.min(opts.n.max(opts.n0)), opts.sigma);
     let mut per_sample = Vec::with_capacity(labels.len());
-    for (idx, (row, &label)) in x.chunks_exact(d.max(1)).zip(labels).enumerate() {
+    for (i, (row, &label)) in x.chunks_exact(d.max(1)).zip(labels).enumerate() {
+        let idx = opts.first_index + i;
         let t = Instant::now();
         let cert = certify_one(&mut sampler, row, idx, opts)?;
         per_sample.push(SampleResult {
@@ -682,7 +688,7 @@ pub fn certify_dataset(
             time_s: t.elapsed().as_secs_f64(),
             certificate: cert,
         });
-        progress(idx + 1);
+        progress(i + 1);
     }
     let time_s = start.elapsed().as_secs_f64();
     let samples = per_sample.len();
@@ -789,7 +795,10 @@ pub fn predict_dataset(
 ) -> Result<PredictReport, SmoothError> {
     opts.validate(true)?;
     let d = net.input_len();
-    let rows = x.len().checked_div(d).unwrap_or(0);
+    if d == 0 || !x.len().is_multiple_of(d) {
+        return invalid(format!("the data has {} values, not a whole number of samples of {d} inputs", x.len()));
+    }
+    let rows = x.len() / d;
     check_data(net, x, rows)?;
     if let Some(l) = labels {
         if l.len() != rows {
@@ -800,14 +809,14 @@ pub fn predict_dataset(
     let start = Instant::now();
     let mut sampler = Sampler::new(net, opts.batch.min(opts.n), opts.sigma);
     let mut per_sample = Vec::with_capacity(rows);
-    for (idx, row) in x.chunks_exact(d.max(1)).enumerate() {
-        let mut r = predict_one(&mut sampler, row, idx, opts)?;
+    for (i, row) in x.chunks_exact(d.max(1)).enumerate() {
+        let mut r = predict_one(&mut sampler, row, opts.first_index + i, opts)?;
         if let Some(l) = labels {
-            r.label = Some(l[idx]);
-            r.correct = Some(r.predict == l[idx] as i64);
+            r.label = Some(l[i]);
+            r.correct = Some(r.predict == l[i] as i64);
         }
         per_sample.push(r);
-        progress(idx + 1);
+        progress(i + 1);
     }
     let correct = per_sample.iter().filter(|r| r.correct == Some(true)).count();
     Ok(PredictReport {

@@ -162,3 +162,30 @@ fn bad_options_are_errors() {
     assert!(certify_dataset(&net, &x, &[3], &o, &|_| {}).is_err(), "label out of range");
     assert!(certify_dataset(&net, &x[..5], &[0], &o, &|_| {}).is_err(), "shape mismatch");
 }
+
+#[test]
+fn certifying_in_shards_gives_the_results_of_one_run() {
+    let (net, w, norm) = setup();
+    let us = [0.05, -0.2, 0.4, 0.01, -0.6, 0.3, 0.15];
+    let x: Vec<f64> = us.iter().flat_map(|&u| point(&w, norm, u * norm)).collect();
+    let labels: Vec<usize> = us.iter().map(|&u| usize::from(u < 0.0)).collect();
+    for method in [Method::Cohen, Method::Cpm] {
+        let o = SmoothOptions { sigma: 0.5, n0: 50, n: 2000, method, ..SmoothOptions::default() };
+        let whole = certify_dataset(&net, &x, &labels, &o, &|_| {}).unwrap();
+        let mut sharded = vec![];
+        for (start, end) in [(0, 3), (3, 4), (4, 7)] {
+            let shard = SmoothOptions { first_index: start, ..o.clone() };
+            let r = certify_dataset(&net, &x[start * D..end * D], &labels[start..end], &shard, &|_| {}).unwrap();
+            sharded.extend(r.per_sample);
+        }
+        let key = |s: &lipcert_smooth::SampleResult| (s.idx, s.predict, s.radius.to_bits());
+        assert_eq!(whole.per_sample.iter().map(key).collect::<Vec<_>>(), sharded.iter().map(key).collect::<Vec<_>>());
+        // A shard that started at 0 again would reuse sample 0's noise: different radii.
+        let restarted = certify_dataset(&net, &x[3 * D..], &labels[3..], &o, &|_| {}).unwrap();
+        let radii = |r: &[lipcert_smooth::SampleResult]| r.iter().map(|s| s.radius).collect::<Vec<_>>();
+        assert_ne!(radii(&restarted.per_sample), radii(&whole.per_sample[3..]));
+    }
+    let o = SmoothOptions { sigma: 0.5, n: 2000, first_index: 5, ..SmoothOptions::default() };
+    let p = predict_dataset(&net, &x[..2 * D], None, &o, &|_| {}).unwrap();
+    assert_eq!(p.per_sample.iter().map(|r| r.idx).collect::<Vec<_>>(), vec![5, 6]);
+}

@@ -674,6 +674,21 @@ pub fn spectral_norm(a: MatRef<'_, f64>, method: Method, opts: Options) -> Brack
     }
 }
 
+/// The top singular pair (u, v) of the row-major `[m, n]` matrix `w`, from faer's thin SVD.
+/// Where sigma_1 is simple, u v^T is the gradient of sigma_1 (the limit of every certified
+/// bracket above) with respect to W. None for an empty matrix or a failed SVD.
+pub fn top_singular_pair(w: &[f64], m: usize, n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    if m == 0 || n == 0 || w.len() != m * n {
+        return None;
+    }
+    let a = Mat::from_fn(m, n, |i, j| w[i * n + j]);
+    let svd = a.thin_svd().ok()?;
+    // Singular values come in non-increasing order: column 0 is the top pair.
+    let u = (0..m).map(|i| svd.U()[(i, 0)]).collect();
+    let v = (0..n).map(|j| svd.V()[(j, 0)]).collect();
+    Some((u, v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

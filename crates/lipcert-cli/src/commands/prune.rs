@@ -7,7 +7,7 @@ use lipcert_prune::schedule::{schedule, ScheduleOptions};
 use lipcert_prune::{prunable_layers, prune_network, CertifyOptions, Method, Pattern, PruneOptions, PruneReport};
 use lipcert_report::plot::{grid, Panel, Series};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -61,7 +61,7 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum MethodArg {
+pub enum MethodArg {
     Magnitude,
     Obd,
     Obs,
@@ -69,7 +69,7 @@ enum MethodArg {
 }
 
 impl MethodArg {
-    fn method(self) -> Method {
+    pub fn method(self) -> Method {
         match self {
             MethodArg::Magnitude => Method::Magnitude,
             MethodArg::Obd => Method::Obd,
@@ -80,7 +80,7 @@ impl MethodArg {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Precision {
+pub enum Precision {
     F32,
     F64,
 }
@@ -99,13 +99,20 @@ fn calibration(args: &Args, net: &Network, b: Option<&StateBox>) -> anyhow::Resu
     let Some(b) = b else {
         bail!("give calibration inputs (--calib X.npy) or a box to draw them from (--box, --system or --vnnlib)");
     };
-    if args.calib_samples == 0 {
+    let (x, source) = uniform_calibration(b, args.calib_samples, args.measure.seed())?;
+    Ok((x, args.calib_samples, source))
+}
+
+/// `samples` calibration inputs drawn uniformly from the box, and where they came from.
+pub fn uniform_calibration(b: &StateBox, samples: usize, seed: u64) -> anyhow::Result<(Vec<f64>, String)> {
+    if samples == 0 {
         bail!("--calib-samples must be at least 1");
     }
+    let n_in = b.lo.len();
     // Its own stream of the seed: calibration states are not the measurement's samples.
-    let mut rng = Rng::new(args.measure.seed() ^ 0xca1b);
-    let x = (0..args.calib_samples * n_in).map(|i| rng.range(b.lo[i % n_in], b.hi[i % n_in])).collect();
-    Ok((x, args.calib_samples, format!("{} uniform samples of {}", args.calib_samples, b.source)))
+    let mut rng = Rng::new(seed ^ 0xca1b);
+    let x = (0..samples * n_in).map(|i| rng.range(b.lo[i % n_in], b.hi[i % n_in])).collect();
+    Ok((x, format!("{samples} uniform samples of {}", b.source)))
 }
 
 impl Args {
@@ -137,11 +144,47 @@ fn layer_rows(r: &PruneReport) -> Vec<Vec<String>> {
 const LAYER_HEADER: [&str; 7] =
     ["node", "op", "weights", "sparsity", "||WX - W_hat X||_F^2", "relative", "||dW||_2 <="];
 
+/// Refuses a model with nothing to prune (the error names the file).
+pub fn check_prunable(path: &Path, net: &Network) -> anyhow::Result<()> {
+    if prunable_layers(net).is_empty() {
+        bail!("{}: no dense or convolutional layer to prune", path.display());
+    }
+    Ok(())
+}
+
+/// Prunes every dense and convolutional layer with the same pattern.
+pub fn prune_every_layer(
+    net: &Network,
+    calib: &[f64],
+    n: usize,
+    method: Method,
+    pattern: Pattern,
+    opts: &PruneOptions,
+) -> anyhow::Result<(Network, PruneReport)> {
+    let layers = prunable_layers(net).len();
+    Ok(prune_network(net, calib, n, method, &vec![Some(pattern); layers], opts)?)
+}
+
+/// Writes the pruned model as ONNX.
+pub fn write(pruned: &Network, output: &Path, precision: Precision) -> anyhow::Result<()> {
+    let precision = match precision {
+        Precision::F32 => ExportPrecision::F32,
+        Precision::F64 => ExportPrecision::F64,
+    };
+    export_file(pruned, output, precision).with_context(|| format!("cannot write {}", output.display()))
+}
+
+/// What `lipcert prune --json` prints.
+pub fn to_json(report: &PruneReport, calibration: &str, output: &Path, schedule: Option<Value>, time_s: f64) -> Value {
+    json!({
+        "report": report, "calibration": calibration, "output": output.display().to_string(),
+        "schedule": schedule, "time_s": time_s,
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let net = super::load_model(&args.model)?.network;
-    if prunable_layers(&net).is_empty() {
-        bail!("{}: no dense or convolutional layer to prune", args.model.display());
-    }
+    check_prunable(&args.model, &net)?;
     let states = args.states.resolve(&net)?;
     let opts = args.options()?;
     let (calib, n, calib_source) = calibration(&args, &net, states.as_ref())?;
@@ -157,7 +200,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("give the output file: -o PRUNED.onnx");
     };
     let start = Instant::now();
-    let layers = prunable_layers(&net).len();
     let (pruned, report, schedule_info) = if let Some(eps) = args.budget {
         let Some(b) = &states else { bail!("--budget needs a box (--box, --system or --vnnlib)") };
         let splits = args.measure.splits_for(&net);
@@ -188,20 +230,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (None, Some(nm)) => Pattern::parse_nm(nm)?,
             _ => bail!("give one of --sparsity P, --nm N:M, --budget EPS or --sweep LIST"),
         };
-        let (p, r) = prune_network(&net, &calib, n, method, &vec![Some(pattern); layers], &opts)?;
+        let (p, r) = prune_every_layer(&net, &calib, n, method, pattern, &opts)?;
         (p, r, None)
     };
     let time_s = start.elapsed().as_secs_f64();
-    let precision = match args.precision {
-        Precision::F32 => ExportPrecision::F32,
-        Precision::F64 => ExportPrecision::F64,
-    };
-    export_file(&pruned, output, precision).with_context(|| format!("cannot write {}", output.display()))?;
+    write(&pruned, output, args.precision)?;
     if args.json {
-        return print_json(&json!({
-            "report": report, "calibration": calib_source, "output": output.display().to_string(),
-            "schedule": schedule_info, "time_s": time_s,
-        }));
+        return print_json(&to_json(&report, &calib_source, output, schedule_info, time_s));
     }
     println!(
         "pruned {} with {} ({} of {} weights are zero, {:.1}%) in {time_s:.2} s",

@@ -84,7 +84,7 @@ struct PredictArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum MethodArg {
+pub enum MethodArg {
     /// Cohen et al.: one-sided Clopper-Pearson bound on the top class, radius sigma Phi^-1(pA).
     Cohen,
     /// Bonferroni bounds on all classes, radius sigma/2 (Phi^-1(pA) - Phi^-1(pB)).
@@ -98,7 +98,7 @@ enum MethodArg {
 }
 
 impl MethodArg {
-    fn method(self) -> Method {
+    pub fn method(self) -> Method {
         match self {
             MethodArg::Cohen => Method::Cohen,
             MethodArg::TwoSided => Method::TwoSided,
@@ -147,26 +147,12 @@ fn read_labels(path: &Path, n: usize, classes: usize) -> anyhow::Result<Vec<usiz
     Ok(y.data.iter().map(|&v| v as usize).collect())
 }
 
-fn check_common(c: &Common) -> anyhow::Result<()> {
-    if !(c.sigma > 0.0 && c.sigma.is_finite()) {
-        bail!("--sigma must be a positive number, got {}", c.sigma);
-    }
-    if !(c.alpha > 0.0 && c.alpha < 1.0) {
-        bail!("--alpha must be in (0, 1), got {}", c.alpha);
-    }
-    if c.n == 0 || c.batch == 0 {
-        bail!("--n and --batch must be at least 1");
-    }
-    Ok(())
-}
-
 fn options(c: &Common) -> SmoothOptions {
     SmoothOptions { sigma: c.sigma, n: c.n, alpha: c.alpha, batch: c.batch, seed: c.seed, ..SmoothOptions::default() }
 }
 
 fn certify(a: CertifyArgs) -> anyhow::Result<()> {
     let c = &a.common;
-    check_common(c)?;
     let opts = SmoothOptions {
         n0: a.n0,
         method: a.method.method(),
@@ -236,8 +222,8 @@ fn certify(a: CertifyArgs) -> anyhow::Result<()> {
 
 fn predict(a: PredictArgs) -> anyhow::Result<()> {
     let c = &a.common;
-    check_common(c)?;
     let opts = options(c);
+    opts.validate(true)?;
     let m = super::load_model(&c.model)?;
     let net = &m.network;
     let (x, n) = read_data(&c.data, net)?;
