@@ -4,7 +4,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -124,27 +124,29 @@ impl Progress {
     /// Keeps the display alive from a background thread during one long library call that
     /// reports nothing itself; the thread stops when the returned guard is dropped.
     pub fn heartbeat(self: &Arc<Self>) -> Heartbeat {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (me, flag) = (Arc::clone(self), Arc::clone(&stop));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let me = Arc::clone(self);
+        // Waiting on the channel (not sleeping) lets the guard's drop end the thread at once:
+        // a sleep here added up to 250 ms to every command (196 ms per ACAS Xu instance).
         let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(250)) {
                 me.tick();
             }
         });
-        Heartbeat { stop, thread: Some(thread) }
+        Heartbeat { stop: Some(stop), thread: Some(thread) }
     }
 }
 
 /// Stops a [`Progress::heartbeat`] thread when dropped.
 pub struct Heartbeat {
-    stop: Arc<AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the sender disconnects the channel, which wakes the thread.
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
