@@ -7,7 +7,9 @@
 //! minimized over the input set. Relaxations need bounds on the nonlinear node's input, which
 //! come from the same procedure run on every earlier pre-activation value ("intermediate
 //! bounds"). The three variants differ only there (see docs/GUARANTEES.md):
-//! - `crown-pure`: every intermediate bound by CROWN alone (the textbook algorithm);
+//! - `crown-pure`: every intermediate bound by CROWN alone (the textbook algorithm), except
+//!   where IBP is exact (`ibp_exact_values`: the first layer after a box), which CROWN would
+//!   only repeat with more rounding;
 //! - `crown` (default): the IBP step from the previous (already tightened) bounds, intersected
 //!   with CROWN for every neuron the IBP step leaves unstable (ReLU-like inputs; all neurons for
 //!   smooth activations and max pooling);
@@ -466,6 +468,27 @@ fn is_nonlinear(op: &Op) -> bool {
     matches!(op, Op::Activation(_) | Op::MaxPool(_))
 }
 
+/// Per value: whether its IBP interval is the exact range of each element over a box input
+/// (in real arithmetic). That holds up to and including the first node that mixes elements
+/// (Dense, Conv2d, AvgPool) when only elementwise maps and permutations come before and after
+/// it: each element is then one affine function of the input box. CROWN there would find the
+/// same interval plus its rounding terms, so it is skipped (for mnistfc's first layer, the
+/// largest backward product of the intermediate bounds).
+fn ibp_exact_values(net: &Network) -> Vec<bool> {
+    // The number of mixing nodes on the path from the input; None: not one affine map of it.
+    let mut mixes: Vec<Option<u32>> = vec![None; net.shapes.len()];
+    mixes[0] = Some(0);
+    for (k, node) in net.nodes.iter().enumerate() {
+        let m = mixes[node.inputs[0]];
+        mixes[k + 1] = match &node.op {
+            Op::Dense(_) | Op::Conv2d(_) | Op::AvgPool(_) => m.map(|c| c + 1),
+            Op::Affine { .. } | Op::Pad { .. } | Op::Reshape { .. } | Op::Transpose { .. } => m,
+            Op::Add | Op::Activation(_) | Op::MaxPool(_) => None,
+        };
+    }
+    mixes.iter().map(|m| m.is_some_and(|c| c <= 1)).collect()
+}
+
 fn is_piecewise_linear(op: &Op) -> bool {
     matches!(op, Op::Activation(Activation::Relu) | Op::Activation(Activation::LeakyRelu { .. }))
 }
@@ -526,6 +549,10 @@ impl<'a> Engine<'a> {
                 f.1 &= is_piecewise_linear(&node.op);
             }
         }
+        let ibp_exact = match set {
+            InputSet::Box(_) => ibp_exact_values(net),
+            InputSet::L2Ball { .. } => vec![false; net.shapes.len()],
+        };
         // crown-pure relaxes with CROWN-only bounds; the others with the enclosure.
         let mut pure_bounds: Vec<Option<Interval>> = vec![None; net.shapes.len()];
         for k in 0..nodes {
@@ -552,7 +579,7 @@ impl<'a> Engine<'a> {
                 }
             }
             let skip_crown = reuse.is_some() && (!recompute || first_split.is_none_or(|s| v <= s));
-            if feeds[v].0 && !skip_crown {
+            if feeds[v].0 && !skip_crown && !ibp_exact[v] {
                 let split_here = |j: usize| e.splits[v].iter().any(|&(i, _)| i == j);
                 let select: Vec<usize> = if method != Method::CrownPure && feeds[v].1 {
                     (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !split_here(j)).collect()
