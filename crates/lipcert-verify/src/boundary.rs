@@ -109,6 +109,9 @@ pub struct BoundaryOptions {
     pub attack: AttackOptions,
     /// Template of the `verify` calls of the exact search; `timeout` is set per call.
     pub verify: VerifyOptions,
+    /// Only the PGD phases (the witnessed upper side): no CROWN and no exact search, so
+    /// `lower` stays 0. For the attack distance d_adv of substitute networks.
+    pub pgd_only: bool,
 }
 
 impl Default for BoundaryOptions {
@@ -122,6 +125,7 @@ impl Default for BoundaryOptions {
             // unstable neurons than verify's default MILP limit; the per-call time limit
             // bounds the cost instead.
             verify: VerifyOptions { milp_max_binaries: 256, ..VerifyOptions::default() },
+            pgd_only: false,
         }
     }
 }
@@ -637,6 +641,23 @@ impl Search<'_, '_> {
         Ok(found)
     }
 
+    /// PGD bisection between `lo` (where PGD found nothing) and the witness, when there is one.
+    fn pgd_bisection(&mut self, mut lo: f64) -> Result<(), GraphError> {
+        if !self.upper.is_finite() {
+            return Ok(());
+        }
+        for _ in 0..MAX_BISECTIONS {
+            if self.upper - lo <= self.opts.tol * self.upper || self.out_of_time() {
+                break;
+            }
+            let mid = 0.5 * (lo + self.upper);
+            if self.pgd(mid)?.is_none() {
+                lo = mid;
+            }
+        }
+        Ok(())
+    }
+
     /// The complete verifier on the l_inf box of radius eps, with this much time.
     fn verify(&mut self, eps: f64, time: Duration) -> Result<ProbeOutcome, GraphError> {
         let t0 = Instant::now();
@@ -718,6 +739,10 @@ impl Search<'_, '_> {
             }
         }
 
+        if self.opts.pgd_only {
+            self.note = Some("PGD only (pgd_only): no lower bound was searched".into());
+            return self.pgd_bisection(failed);
+        }
         // 2. CROWN: bisection on the radius below the witness (or below the largest radius PGD
         //    tried, when it found nothing).
         let mut hi = if self.upper.is_finite() { self.upper } else { failed };
@@ -760,20 +785,9 @@ impl Search<'_, '_> {
                 }
             }
         }
-        if self.upper.is_finite() {
-            // 3. PGD: bisection between the larger of the CROWN radius and PGD's failures, and
-            //    the witness.
-            let mut lo = failed.max(self.lower);
-            for _ in 0..MAX_BISECTIONS {
-                if self.upper - lo <= self.opts.tol * self.upper || self.out_of_time() {
-                    break;
-                }
-                let mid = 0.5 * (lo + self.upper);
-                if self.pgd(mid)?.is_none() {
-                    lo = mid;
-                }
-            }
-        }
+        // 3. PGD: bisection between the larger of the CROWN radius and PGD's failures, and
+        //    the witness.
+        self.pgd_bisection(failed.max(self.lower))?;
 
         // 4. Exact search with the complete verifier: bisection for l_inf; for l2, boxes that
         //    contain the l2 ball (useful in low dimension).
