@@ -48,6 +48,8 @@ enum Command {
     Deviation(commands::deviation::Args),
     /// Randomized smoothing: certified l2 radii (Cohen, two-sided, CPM, Lipschitz-aware, LVM-RS) and smoothed predictions.
     Smooth(commands::smooth::Args),
+    /// A smaller local substitute network around an anchor (paper 004): its exact distance to the boundary as a cheap estimate, and a certified lower bound for the original (Lemma 1).
+    Substitute(commands::substitute::Args),
     /// How robust is this network? Runs the analyses that fit the model and inputs within a time budget and writes DIR/index.html and DIR/report.json.
     Report(commands::report::Args),
 }
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(a),
         Command::Deviation(a) => commands::deviation::run(a),
         Command::Smooth(a) => commands::smooth::run(a),
+        Command::Substitute(a) => commands::substitute::run(a),
         Command::Report(a) => commands::report::run(a),
     };
     match result {

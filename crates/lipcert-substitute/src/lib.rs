@@ -75,8 +75,10 @@ pub struct SubstituteResult {
     /// Kept neurons per activation node.
     pub kept_per_layer: Vec<usize>,
     pub rounds: usize,
-    /// The attack's distance (PGD, moved toward x0 and re-checked) and its point.
+    /// The attack's distance (moved toward x0 and re-checked) and its point.
     pub d_adv: f64,
+    /// Which search found the point.
+    pub d_adv_by: &'static str,
     pub x_adv: Vec<f64>,
     pub plan: Plan,
     /// The substitute: folded (smaller) when the network is a chain, else the masked form.
@@ -137,11 +139,23 @@ pub fn substitute(
     progress(Stage::Start("attack"));
     let t = Instant::now();
     let attack_opts = BoundaryOptions { pgd_only: true, ..opts.boundary.clone() };
-    let adv = decision_boundary_with_progress(net, x0, label, norm, &attack_opts, &mut |_| {})?;
+    let mut adv = decision_boundary_with_progress(net, x0, label, norm, &attack_opts, &mut |_| {})?;
+    let mut d_adv_by = "PGD (bisection on the radius; the point moved toward x0 and re-checked)";
+    let mut original = None;
+    if adv.witness.is_none() {
+        // PGD can miss a boundary that is close (flat gradients at x0, as on some mnistfc
+        // anchors): the exact search on the original finds the point instead.
+        progress(Stage::Start("attack (PGD found nothing: exact search on the original)"));
+        adv = decision_boundary_with_progress(net, x0, label, norm, &opts.boundary, &mut |_| {})?;
+        d_adv_by = "the exact boundary search on the original (PGD found no misclassified point)";
+        original = opts.compare.then(|| adv.clone());
+        times.original_s = t.elapsed().as_secs_f64();
+    }
     times.attack_s = t.elapsed().as_secs_f64();
     let Some(x_adv) = adv.witness.clone() else {
         return Err(GraphError::Data(format!(
-            "PGD found no misclassified point around x0 within {:.1} s: Algorithm 1 needs the attack distance d_adv",
+            "neither PGD nor the exact search found a misclassified point around x0 within {:.1} s: Algorithm 1 \
+             needs the attack distance d_adv",
             times.attack_s
         )));
     };
@@ -178,14 +192,14 @@ pub fn substitute(
         None => None,
     };
 
-    let original = if opts.compare {
+    let original = if opts.compare && original.is_none() {
         progress(Stage::Start("original"));
         let t = Instant::now();
         let r = decision_boundary_with_progress(net, x0, label, norm, &opts.boundary, &mut |_| {})?;
         times.original_s = t.elapsed().as_secs_f64();
         Some(r)
     } else {
-        None
+        original
     };
 
     let certificate = if opts.certify {
@@ -208,6 +222,7 @@ pub fn substitute(
         kept_per_layer: plan.kept_per_layer(),
         rounds,
         d_adv,
+        d_adv_by,
         x_adv,
         plan,
         network,

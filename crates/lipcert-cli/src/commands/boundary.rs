@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 /// A radius with 7 significant digits ("inf" for +inf).
-fn radius(v: f64) -> String {
+pub fn radius(v: f64) -> String {
     if v.is_infinite() {
         return "inf".into();
     }
@@ -57,7 +57,7 @@ fn radius(v: f64) -> String {
     }
 }
 
-fn finite(v: f64) -> Value {
+pub fn finite(v: f64) -> Value {
     if v.is_finite() {
         json!(v)
     } else {
@@ -97,6 +97,18 @@ pub fn compute(
     s: &Settings,
     on_probe: &mut dyn FnMut(&Progress),
 ) -> anyhow::Result<BoundaryResult> {
+    let (norm, opts) = search_options(net, what, x, s)?;
+    Ok(decision_boundary_with_progress(net, x, s.label, norm, &opts, on_probe)?)
+}
+
+/// The norm and the search options of `s` for the point `x` (named `what` in errors), after
+/// checking the point, the label and the clip range.
+pub fn search_options(
+    net: &Network,
+    what: &str,
+    x: &[f64],
+    s: &Settings,
+) -> anyhow::Result<(BoundaryNorm, BoundaryOptions)> {
     check_settings(s)?;
     let (len, classes) = (net.input_len(), net.output_len());
     let file = what;
@@ -129,7 +141,7 @@ pub fn compute(
     };
     opts.attack.seed = s.seed;
     opts.verify.seed = s.seed;
-    Ok(decision_boundary_with_progress(net, x, s.label, norm, &opts, on_probe)?)
+    Ok((norm, opts))
 }
 
 /// Rejects a sample whose element count is not the model input's (`shape` as given).

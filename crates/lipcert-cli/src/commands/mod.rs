@@ -12,6 +12,7 @@ pub mod prune;
 pub mod report;
 pub mod smooth;
 pub mod spectral;
+pub mod substitute;
 pub mod verify;
 
 use anyhow::Context;
