@@ -3,13 +3,14 @@
 local substitute network estimates the original's, and how much faster its MILP solves are.
 
 usage: bench/substitute_table.py [--anchors 3] [--timeout 60] [--nets mnist256x2,...] [--out DIR]
-                                 [--lipcert BINARY]
+                                 [--lipcert BINARY] [--from-json DIR/substitute_table.json]
 
 For each network and anchor (the centres of its VNN-COMP 2021 boxes, scripts/vnnlib_centers.py;
 anchors the network misclassifies are skipped) it runs `lipcert boundary --json` on the original
 once, then `lipcert substitute --json --no-certify` for every kind (con, lin, act) and gamma (0.5,
 0.9, 0.99), one run each, one after the other (never two at once). The relative error
-|d_hat - d_bnd| / d_bnd is averaged over the anchors where both exact searches closed (n in the
+|d_hat - d_bnd| / d_bnd is averaged over the anchors where the substitute's search closed and the
+original's bracket is within 2% relative (closed, or nearly: d_bnd is then its midpoint; n in the
 table; "no boundary found" counts the substitutes whose search found no misclassified
 point at all, the paper's boundary collapse); "s/solve" is the mean time of one complete-verifier call (the MILP-backed decision at one
 radius) of the boundary search, on the substitute and on the original. Unlike the paper these
@@ -44,6 +45,7 @@ NETS = {
 }
 KINDS = ["con", "lin", "act"]
 GAMMAS = [0.5, 0.9, 0.99]
+REFERENCE_WIDTH = 0.02
 COLORS = {"con": "#d62728", "lin": "#1f77b4", "act": "#2ca02c"}
 
 
@@ -68,6 +70,15 @@ def mean(xs):
 
 def per_solve(search):
     return search.get("verify_time_per_call_s") if search else None
+
+
+def reference(orig):
+    """The original's d_bnd for the error column: the midpoint of its bracket when the bracket is
+    within REFERENCE_WIDTH relative (closed searches are), else None (the anchor is not counted)."""
+    lo, up = orig.get("lower"), orig.get("upper")
+    if lo is None or up is None or up <= 0 or (up - lo) > REFERENCE_WIDTH * up:
+        return None
+    return 0.5 * (lo + up)
 
 
 def svg(table, nets):
@@ -115,7 +126,12 @@ def main():
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "substitute")
     ap.add_argument("--lipcert", default=str(ROOT / "target" / "release" / "lipcert"))
+    ap.add_argument("--from-json", type=Path, help="re-tabulate the runs of an earlier substitute_table.json")
     args = ap.parse_args()
+    if args.from_json:
+        runs = json.loads(args.from_json.read_text())["runs"]
+        nets = list(dict.fromkeys(r["net"] for r in runs))
+        return tabulate(runs, nets, args.out)
     if not Path(args.lipcert).exists():
         sys.exit(f"error: {args.lipcert}: no such binary (run `cargo build --release` first)")
     if not BENCH.is_dir():
@@ -152,14 +168,18 @@ def main():
                     print(f"  {kind} {gamma}: {sub['neurons_before']} -> {sub['neurons_after']} neurons, "
                           f"estimate {e['value']} closed={e['closed']} {sub['substitute']['time_s']:.2f} s",
                           file=sys.stderr)
+    tabulate(runs, nets, args.out)
+
+
+def tabulate(runs, nets, out):
     table = []
     for net in nets:
         for kind in KINDS:
             for gamma in GAMMAS:
                 rs = [r for r in runs if r["net"] == net and r["kind"] == kind and r["gamma"] == gamma
                       and "error" not in r["substitute"]]
-                errs = [abs(r["substitute"]["d_bnd_estimate"]["value"] - r["original"]["upper"]) / r["original"]["upper"]
-                        for r in rs if r["original"]["closed"] and r["substitute"]["d_bnd_estimate"]["closed"]]
+                errs = [abs(r["substitute"]["d_bnd_estimate"]["value"] - reference(r["original"])) / reference(r["original"])
+                        for r in rs if reference(r["original"]) and r["substitute"]["d_bnd_estimate"]["value"]]
                 with_s = [per_solve(r["substitute"]["substitute"]) for r in rs]
                 without = [r["original"]["phase_time_s"]["verify"] / r["original"]["calls"]["verify"]
                            for r in rs if r["original"]["calls"]["verify"]]
@@ -187,9 +207,10 @@ def main():
                      f"{fmt(t['rel_error_median'])} | {fmt(t['pruning_s_per_solve'])} | {fmt(t['s_per_solve_with'])} | "
                      f"{fmt(t['s_per_solve_without'])} | {fmt(ratio, '.0f')}x | {t['collapsed']} of {t['anchors']} |")
     md = "\n".join(lines) + "\n"
-    (args.out / "substitute_table.md").write_text(md)
-    (args.out / "substitute_table.json").write_text(json.dumps({"table": table, "runs": runs}, indent=1))
-    (args.out / "substitute_error.svg").write_text(svg(table, nets))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "substitute_table.md").write_text(md)
+    (out / "substitute_table.json").write_text(json.dumps({"table": table, "runs": runs}, indent=1))
+    (out / "substitute_error.svg").write_text(svg(table, nets))
     print(md)
 
 

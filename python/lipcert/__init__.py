@@ -10,7 +10,7 @@ from . import _lipcert
 from ._lipcert import LipcertError
 
 __all__ = ["LipcertError", "Result", "Model", "load", "spectral_norm", "conv_spectral_norm",
-           "spectral_norm_grad", "lipschitz", "bounds", "attack", "verify", "boundary", "deviation", "prune",
+           "spectral_norm_grad", "lipschitz", "bounds", "attack", "verify", "boundary", "substitute", "deviation", "prune",
            "smooth_certify", "smooth_predict"]
 
 
@@ -133,6 +133,20 @@ def boundary(model, x, label, norm="inf", timeout=60.0, tol=1e-3, clip=None, see
     a = _floats(x, "x").ravel()
     return Result(_lipcert.boundary(_model(model)._raw, a, label, str(norm), float(timeout), float(tol),
                                     [] if clip is None else [float(c) for c in clip], seed))
+
+
+def substitute(model, x, label, kind="act", gamma=0.9, gamma0=0.1, bounds="crown", timeout=60.0, tol=1e-3,
+               clip=None, seed=0, compare=False, certify=True, output=None):
+    """`lipcert substitute`: a local substitute network around the sample x (paper 004). The
+    result's `d_bnd_estimate` is the substitute's exact distance to the boundary (an estimate,
+    not a bound); `certified_lower` is Lemma 1's certified lower bound on the original's
+    distance (kind "act" only, None with `certificate.reason` otherwise). `output`: write the
+    substitute as f64 ONNX."""
+    a = _floats(x, "x").ravel()
+    return Result(_lipcert.substitute(_model(model)._raw, a, label, str(kind), float(gamma), float(gamma0),
+                                      str(bounds), float(timeout), float(tol),
+                                      [] if clip is None else [float(c) for c in clip], seed, bool(compare),
+                                      bool(certify), None if output is None else str(output)))
 
 
 def deviation(original, pruned, vnnlib=None, box=None, bound="crown", splits=None, timeout=60.0, samples=100_000,

@@ -199,6 +199,20 @@ def test_boundary_brackets_the_distance():
         lipcert.boundary(m, x, 7)
 
 
+def test_substitute_is_smaller_and_equal_at_the_anchor(tmp_path):
+    m = lipcert.load(DEMO)
+    x = demo_x(1)[0]
+    label = int(np.argmax(m.forward(x[None])[0]))
+    out = tmp_path / "sub.onnx"
+    r = lipcert.substitute(m, x, label, kind="lin", gamma=0.5, timeout=10, clip=(0, 1), output=out)
+    assert r.kind == "lin" and r.neurons_after < r.neurons_before and r.output == str(out)
+    assert "not a bound" in r.d_bnd_estimate["how"]
+    g = lipcert.load(out)
+    np.testing.assert_allclose(g.forward(x[None]), m.forward(x[None]), rtol=0, atol=1e-9)
+    with pytest.raises(lipcert.LipcertError, match=r"--gamma must be in \[0, 1\)"):
+        lipcert.substitute(m, x, label, gamma=1.0)
+
+
 def test_deviation_of_an_f32_export(tmp_path, bench):
     m = lipcert.load(bench / ACAS)
     m.export(tmp_path / "f32.onnx", precision="f32")

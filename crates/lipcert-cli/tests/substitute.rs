@@ -113,7 +113,7 @@ fn substitute_on_mnist_256x2() {
         .expect("python3");
     assert!(st.success());
     let x = NpyArray::read(&dir.join("c_x.npy")).unwrap();
-    let xp = write_x(&dir, x.data.iter().map(|&v| v as f64).collect());
+    let xp = write_x(&dir, x.data.clone());
     let model = b.join("mnistfc/mnist-net_256x2.onnx");
     let sub = dir.join("sub.onnx");
     let v = json(&[

@@ -305,6 +305,52 @@ fn boundary(
     to_py(py, &v)
 }
 
+/// `lipcert substitute MODEL --input X --label L --json` (x: one sample, flat); writes the
+/// substitute to `output` (f64 ONNX) when given.
+#[pyfunction]
+#[pyo3(signature = (model, x, label, kind, gamma, gamma0, bounds, timeout, tol, clip, seed, compare, certify, output))]
+#[allow(clippy::too_many_arguments)]
+fn substitute(
+    py: Python<'_>,
+    model: &Model,
+    x: PyReadonlyArray1<'_, f64>,
+    label: usize,
+    kind: &str,
+    gamma: f64,
+    gamma0: f64,
+    bounds: &str,
+    timeout: f64,
+    tol: f64,
+    clip: Vec<f64>,
+    seed: u64,
+    compare: bool,
+    certify: bool,
+    output: Option<PathBuf>,
+) -> PyResult<Py<PyAny>> {
+    let x = values(&x)?;
+    let v = detached(py, || {
+        let settings = cmd::boundary::Settings { label, norm: cmd::lipschitz::NormArg::Inf, timeout, tol, clip, seed };
+        let kind: cmd::substitute::KindArg = choice("kind", kind)?;
+        let c = cmd::substitute::Choice {
+            kind: kind.kind(),
+            gamma,
+            gamma0,
+            bounds: choice("bounds", bounds)?,
+            compare,
+            certify,
+        };
+        let net = model.analysable()?;
+        cmd::boundary::check_sample("x", &[x.len()], x.len(), net)?;
+        let r = cmd::substitute::compute(net, "x", &x, &settings, &c, &mut |_| {})?;
+        if let Some(path) = &output {
+            lipcert_io::export_file(&r.network, path, lipcert_io::ExportPrecision::F64)
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        }
+        Ok(cmd::substitute::to_json(&r, output.as_deref()))
+    })?;
+    to_py(py, &v)
+}
+
 /// `lipcert deviation ORIGINAL PRUNED --box LO HI` or `--vnnlib P`, `--json`.
 #[pyfunction]
 #[pyo3(signature = (original, pruned, vnnlib, lo, hi, bound, splits, timeout, samples, seed, budget))]
@@ -502,6 +548,7 @@ fn _lipcert(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attack, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(boundary, m)?)?;
+    m.add_function(wrap_pyfunction!(substitute, m)?)?;
     m.add_function(wrap_pyfunction!(deviation, m)?)?;
     m.add_function(wrap_pyfunction!(prune, m)?)?;
     m.add_function(wrap_pyfunction!(smooth_certify, m)?)?;

@@ -5,8 +5,8 @@
 //! the boundary *inside that ball* is one for f: d_bnd(f) >= min(r, delta). Beyond delta,
 //! Lemma 1's second case extends it: for z in B_eps let z~ be its projection on B_delta
 //! (coordinates clipped, ||z - z~||_inf <= eps - delta, and z~ stays in a box domain); then
-//! m_j^f(z) >= m_j^f(z~) - L_j (eps - delta) = m_j^g(z~) - L_j (eps - delta)
-//! >= V_j - L_j (eps - delta), with V_j a certified lower bound of g's margin y_label - y_j on
+//! m_j^f(z) >= m_j^f(z~) - L_j (eps - delta) = m_j^g(z~) - L_j (eps - delta), which is at
+//! least V_j - L_j (eps - delta), with V_j a certified lower bound of g's margin y_label - y_j on
 //! B_delta and L_j the l_inf Lipschitz constant of f's margin. So f is robust on B_eps for
 //! eps < delta + min_j V_j / L_j. This needs only f's constant, and it implies the printed
 //! condition V_g(eps) >= 2 (L_f + L_g)(eps - delta) (whose proof's projection (eps/delta) z is
