@@ -20,25 +20,12 @@
 use crate::build::masked;
 use crate::plan::{piece, Plan, Side};
 use lipcert_bounds::{margins, value_bounds, InputSet, Interval, Method, Options};
-use lipcert_core::rounding::{down, next_down, next_up};
+use lipcert_core::rounding::down;
 use lipcert_core::{GraphError, Network};
 use lipcert_spectral::lipschitz::{network_lipschitz, pair_constants, Norm, Search};
+pub use lipcert_verify::linf_box;
 use lipcert_verify::{decision_boundary, BoundaryNorm, BoundaryOptions};
 use std::time::Instant;
-
-/// The l_inf box of radius r around x0, rounded outward (it contains the exact ball), clipped
-/// to the domain.
-pub fn linf_box(x0: &[f64], r: f64, domain: Option<&Interval>) -> Interval {
-    let mut lo: Vec<f64> = x0.iter().map(|c| next_down(c - r)).collect();
-    let mut hi: Vec<f64> = x0.iter().map(|c| next_up(c + r)).collect();
-    if let Some(d) = domain {
-        for i in 0..lo.len() {
-            lo[i] = lo[i].max(d.lo[i]);
-            hi[i] = hi[i].min(d.hi[i]);
-        }
-    }
-    Interval::new(lo, hi)
-}
 
 /// A certified lower bound on the ORIGINAL network's l_inf distance to the decision boundary.
 #[derive(Clone, Debug)]

@@ -410,6 +410,20 @@ const PGD_GRID: usize = 24;
 /// (up to 1/2, bisection) after every `unsat`.
 const FIRST_FRACTION: f64 = 0.125;
 
+/// The l_inf box of radius eps around x0, rounded outward (so it contains the exact ball),
+/// clipped to the domain.
+pub fn linf_box(x0: &[f64], eps: f64, domain: Option<&Interval>) -> Interval {
+    let mut lo: Vec<f64> = x0.iter().map(|c| next_down(c - eps)).collect();
+    let mut hi: Vec<f64> = x0.iter().map(|c| next_up(c + eps)).collect();
+    if let Some(d) = domain {
+        for i in 0..lo.len() {
+            lo[i] = lo[i].max(d.lo[i]);
+            hi[i] = hi[i].min(d.hi[i]);
+        }
+    }
+    Interval::new(lo, hi)
+}
+
 struct Search<'a, 'p> {
     net: &'a Network,
     x0: &'a [f64],
@@ -452,15 +466,7 @@ impl Search<'_, '_> {
     /// The l_inf box of radius eps around x0, rounded outward (so it contains the exact ball),
     /// clipped to the domain.
     fn linf_box(&self, eps: f64) -> Interval {
-        let mut lo: Vec<f64> = self.x0.iter().map(|c| next_down(c - eps)).collect();
-        let mut hi: Vec<f64> = self.x0.iter().map(|c| next_up(c + eps)).collect();
-        if let Some(d) = &self.opts.domain {
-            for i in 0..lo.len() {
-                lo[i] = lo[i].max(d.lo[i]);
-                hi[i] = hi[i].min(d.hi[i]);
-            }
-        }
-        Interval::new(lo, hi)
+        linf_box(self.x0, eps, self.opts.domain.as_ref())
     }
 
     fn ball(&self, eps: f64) -> Result<InputSet, GraphError> {

@@ -34,8 +34,8 @@ pub mod milp;
 pub mod relu_bab;
 
 pub use boundary::{
-    decision_boundary, decision_boundary_with_progress, BoundaryNorm, BoundaryOptions, BoundaryResult, LowerProof,
-    Phase, Probe, ProbeOutcome, Progress, UpperSource,
+    decision_boundary, decision_boundary_with_progress, linf_box, BoundaryNorm, BoundaryOptions, BoundaryResult,
+    LowerProof, Phase, Probe, ProbeOutcome, Progress, UpperSource,
 };
 pub use milp::{
     milp_binaries, milp_minimize, milp_supported, milp_verify, milp_verify_with_bounds, MilpOptions, MilpOutcome,
