@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Forward throughput of lipcert (f64, and the f32 plan) and onnxruntime (f32) side by side.
 
-usage: bench/forward_compare.py [--rounds 5] [--repeats 50] [--threads 2] [--no-f32] [--out FILE] [MODEL ...]
+usage: bench/forward_compare.py [--rounds 5] [--repeats 50] [--batches 1,256] [--threads 2] [--no-f32] [--out FILE]
+                                [MODEL ...]
 
 Runs the measurements alternately for --rounds rounds (so that load on a shared machine
 hits all alike), takes the median samples/s of each over the rounds, and prints a table
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-f32", action="store_true", help="skip the f32 plan")
     ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--batches", default="1,256", help="comma-separated batch sizes (all runtimes)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench-forward.json")
     args = ap.parse_args()
@@ -45,14 +47,15 @@ def main():
     samples = {}  # (runtime, model, batch) -> [samples/s per round]
     for _ in range(args.rounds):
         lip = run_json_lines(["cargo", "bench", "-q", "-p", "lipcert-cli", "--bench", "forward_throughput", "--",
-                              "--repeats", str(args.repeats), *map(str, models)])
+                              "--repeats", str(args.repeats), "--batches", args.batches, *map(str, models)])
         if not args.no_f32:
             lip += run_json_lines(["cargo", "bench", "-q", "-p", "lipcert-smooth", "--bench", "forward_f32", "--",
-                                   "--repeats", str(args.repeats), *map(str, models)])
+                                   "--repeats", str(args.repeats), "--batches", args.batches, *map(str, models)])
         ort = []
         for m in models:
             ort += run_json_lines([sys.executable, str(ROOT / "bench" / "forward_ort.py"), str(m), "--json",
-                                   "--repeats", str(args.repeats), "--threads", str(args.threads)])
+                                   "--repeats", str(args.repeats), "--batches", args.batches,
+                                   "--threads", str(args.threads)])
         for rec in lip + ort:
             for r in rec["results"]:
                 runtime = rec["runtime"] + (" " + rec["precision"] if "precision" in rec else "")

@@ -160,7 +160,21 @@ pub fn difference_bounds(
                 let index = transpose_gather_index(in_shape, perm);
                 Interval::new(index.iter().map(|&i| x.lo[i]).collect(), index.iter().map(|&i| x.hi[i]).collect())
             }
-            _ => {
+            // Every operator is listed (a new one must get its own rule above): here the two
+            // models disagree on the operator or on an attribute the rules above fix.
+            (
+                Op::Dense(_)
+                | Op::Conv2d(_)
+                | Op::Affine { .. }
+                | Op::Activation(_)
+                | Op::Add
+                | Op::AvgPool(_)
+                | Op::MaxPool(_)
+                | Op::Pad { .. }
+                | Op::Reshape { .. }
+                | Op::Transpose { .. },
+                _,
+            ) => {
                 return Err(GraphError::Invalid(format!(
                     "node '{}': the two models differ in this node's fixed attributes ({} vs {})",
                     nf.name,

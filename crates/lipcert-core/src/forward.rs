@@ -131,7 +131,9 @@ impl Network {
             Op::Activation(a) => activation_in_place(*a, &mut x),
             Op::Add => x.iter_mut().zip(others[0]).for_each(|(a, b)| *a += b),
             Op::Reshape { .. } => {}
-            _ => unreachable!("not an in-place operator"),
+            Op::Dense(_) | Op::Conv2d(_) | Op::AvgPool(_) | Op::MaxPool(_) | Op::Pad { .. } | Op::Transpose { .. } => {
+                unreachable!("not an in-place operator")
+            }
         }
         x
     }
@@ -197,7 +199,14 @@ impl Network {
                 let (lead, ch, hw) = spatial(in_shape);
                 vec![kernels::maxpool_backward(p, x, gy, n * lead * ch, hw, [out_shape[2], out_shape[3]])]
             }
-            _ => self.linear_vjp(out - 1, gy, n).expect("linear node"),
+            Op::Dense(_)
+            | Op::Conv2d(_)
+            | Op::Affine { .. }
+            | Op::Add
+            | Op::AvgPool(_)
+            | Op::Pad { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. } => self.linear_vjp(out - 1, gy, n).expect("linear node"),
         }
     }
 

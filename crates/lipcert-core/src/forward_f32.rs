@@ -5,11 +5,13 @@
 //! A [`PlanF32`] is compiled once from a [`Network`]: weights converted to f32, index tables
 //! for pooling windows, padding and transposes precomputed.
 //! Dense layers are one GEMM over the whole batch, convolutions im2col + one GEMM per chunk
-//! of images. An activation whose input is a dense or convolution output used nowhere else is
-//! fused into that node (applied to each thread's block of rows right after its GEMM, while
-//! it is in cache, instead of two more passes over memory). Buffers for every value are kept
-//! in the plan and reused across calls, so the hot loop allocates nothing once the largest
-//! batch has been seen.
+//! of images (each image first copied into a zero-bordered, column-phase-split buffer, so
+//! that every im2col row is a plain copy, also for strided convolutions). An activation whose
+//! input is a dense or convolution output used nowhere else is fused into that node (applied
+//! to each thread's block of rows right after its GEMM, while it is in cache, instead of two
+//! more passes over memory). A reshape has no step: its value reads its input's buffer.
+//! Buffers for every computed value are kept in the plan and reused across calls, so the hot
+//! loop allocates nothing once the largest batch has been seen.
 
 use crate::error::GraphError;
 use crate::graph::{Activation, Network, Op};
@@ -21,8 +23,8 @@ use rayon::prelude::*;
 const PARALLEL_WORK: usize = 1 << 17;
 /// Elementwise work is split across threads in chunks of this many values.
 const ELEMENTWISE_CHUNK: usize = 1 << 15;
-/// Target number of im2col columns (images x positions) per convolution GEMM.
-const CONV_COLUMNS: usize = 2048;
+/// Target size (values) of one im2col matrix: it and the GEMM's packed blocks stay in L2.
+const CONV_COLUMN_VALUES: usize = 1 << 15;
 
 /// An activation in f32 (mirrors [`Activation`]).
 #[derive(Clone, Copy, Debug)]
@@ -104,8 +106,6 @@ enum Step {
         index: Vec<u32>,
         value: f32,
     },
-    /// Same data, new shape.
-    Copy,
     /// Output element i of each sample is input element `index[i]`.
     Gather {
         index: Vec<u32>,
@@ -143,49 +143,143 @@ struct Im2col {
     dilation: [usize; 2],
     /// Top and left padding.
     pad: [usize; 2],
+    /// Plane size of the zero-bordered copy: every window of every output lies inside it.
+    padded: [usize; 2],
+    /// Each padded row is stored split by column phase modulo the column stride (phase q
+    /// holds columns q, q + s, q + 2 s, ..., `phase_len` slots per phase), so that the inputs
+    /// of one output row for one kernel column are contiguous.
+    phase_len: usize,
+}
+
+impl Im2col {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        cg: usize,
+        kernel: [usize; 2],
+        hw: [usize; 2],
+        ohw: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad: [usize; 2],
+    ) -> Self {
+        let side = |a: usize| {
+            let reach = if ohw[a] == 0 { 0 } else { (ohw[a] - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1 };
+            reach.max(hw[a] + pad[a])
+        };
+        let padded = [side(0), side(1)];
+        Im2col { cg, kernel, hw, ohw, stride, dilation, pad, padded, phase_len: padded[1].div_ceil(stride[1]) }
+    }
+
+    /// Values per stored padded row (all phases).
+    fn row_len(&self) -> usize {
+        self.stride[1] * self.phase_len
+    }
+
+    /// Length of the scratch that [`pad_image`] writes one image's group channels into.
+    fn padded_len(&self) -> usize {
+        self.cg * self.padded[0] * self.row_len()
+    }
 }
 
 crate::multiversion! {
-    /// Writes the columns of one image's group channels `img` (`[cg, h, w]`) into `cols`
-    /// (`k` rows of `cols_n`, this image's block starting at column `col0`). Stride-1 rows are
-    /// slice copies; zero padding is filled by ranges, never tested per element.
-    fn im2col(geo: &Im2col, img: &[f32], cols: &mut [f32], cols_n: usize, col0: usize) {
-        let [kh, kw] = geo.kernel;
+    /// Copies `img` (`[cg, h, w]`) into `padded` with zero borders, each row split by column
+    /// phase (see [`Im2col::phase_len`]): input column i goes to padded column pl + i, which
+    /// is slot (pl + i) / s of phase (pl + i) % s. Unit and 2 strides are a copy and a
+    /// deinterleave per row.
+    fn pad_image(geo: &Im2col, img: &[f32], padded: &mut [f32]) {
         let [h, w] = geo.hw;
+        let hp = geo.padded[0];
+        let [pt, pl] = geo.pad;
+        let sx = geo.stride[1];
+        let (row_len, phase_len) = (geo.row_len(), geo.phase_len);
+        padded.fill(0.0);
+        if h * w == 0 {
+            return;
+        }
+        // Where input column r (< s) lands; columns r + s j follow it, one slot apart.
+        let slot = |r: usize| ((pl + r) % sx) * phase_len + (pl + r) / sx;
+        for (chan, plane) in img.chunks_exact(h * w).zip(padded.chunks_exact_mut(hp * row_len)) {
+            for (src, dst) in chan.chunks_exact(w).zip(plane[pt * row_len..].chunks_exact_mut(row_len)) {
+                match sx {
+                    1 => dst[pl..pl + w].copy_from_slice(src),
+                    2 => {
+                        // The two phases are disjoint runs of `dst`.
+                        let (a, b) = (slot(0), slot(1));
+                        let (lo, hi) = dst.split_at_mut(a.max(b));
+                        let (run_a, run_b) = if a < b { (&mut lo[a..], hi) } else { (hi, &mut lo[b..]) };
+                        let pairs = src.chunks_exact(2);
+                        if let [last] = pairs.remainder() {
+                            run_a[w / 2] = *last;
+                        }
+                        for ((x, y), pair) in run_a.iter_mut().zip(run_b.iter_mut()).zip(pairs) {
+                            *x = pair[0];
+                            *y = pair[1];
+                        }
+                    }
+                    _ => {
+                        for r in 0..sx.min(w) {
+                            let at = slot(r);
+                            dst[at..].iter_mut().zip(src[r..].iter().step_by(sx)).for_each(|(d, &v)| *d = v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` for short rows: 8-value blocks (one vector move each under AVX2) instead of a
+/// `memcpy` call per row.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        let s8: &[f32; 8] = s8.try_into().expect("8 values");
+        d8.copy_from_slice(s8);
+    }
+    d.into_remainder().iter_mut().zip(s.remainder()).for_each(|(d, &v)| *d = v);
+}
+
+/// Rows of `ow` values: row `oy` of `dst` (rows back to back) is `src[start + oy * step..]`.
+/// A compile-time `N = ow` makes each row a few vector moves with no per-row loop.
+#[inline(always)]
+fn copy_rows<const N: usize>(dst: &mut [f32], src: &[f32], start: usize, step: usize) {
+    for (oy, d) in dst.chunks_exact_mut(N).enumerate() {
+        let s: &[f32; N] = src[start + oy * step..][..N].try_into().expect("N values");
+        d.copy_from_slice(s);
+    }
+}
+
+crate::multiversion! {
+    /// Writes the columns of one image's group channels, already padded and phase-split in
+    /// `padded` (see [`pad_image`]), into `cols` (`k` rows of `cols_n`, this image's block
+    /// starting at column `col0`). Every output row of every kernel position is then one
+    /// contiguous copy: no bounds tests, no strided loads.
+    fn im2col(geo: &Im2col, padded: &[f32], cols: &mut [f32], cols_n: usize, col0: usize) {
+        let [kh, kw] = geo.kernel;
+        let hp = geo.padded[0];
         let [oh, ow] = geo.ohw;
         let [sy, sx] = geo.stride;
         let [dy, dx] = geo.dilation;
-        let [pt, pl] = geo.pad;
+        let (row_len, phase_len) = (geo.row_len(), geo.phase_len);
         for ci in 0..geo.cg {
-            let chan = &img[ci * h * w..(ci + 1) * h * w];
+            let plane = &padded[ci * hp * row_len..(ci + 1) * hp * row_len];
             for ki in 0..kh {
                 for kj in 0..kw {
                     let r = (ci * kh + ki) * kw + kj;
                     let row = &mut cols[r * cols_n + col0..][..oh * ow];
-                    // Columns ox with 0 <= ox sx + kj dx - pl < w: [lo, hi).
-                    let off = kj * dx;
-                    let lo = if pl > off { (pl - off).div_ceil(sx) } else { 0 }.min(ow);
-                    let hi = if w + pl > off { (w + pl - off).div_ceil(sx) } else { 0 }.clamp(lo, ow);
-                    for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
-                        let iy = (oy * sy + ki * dy) as isize - pt as isize;
-                        if iy < 0 || iy as usize >= h {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let src = &chan[iy as usize * w..(iy as usize + 1) * w];
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        let first = lo * sx + off - pl;
-                        let dst = &mut dst[lo..hi];
-                        if dst.is_empty() {
-                            continue;
-                        }
-                        let src = &src[first..first + (dst.len() - 1) * sx + 1];
-                        match sx {
-                            1 => dst.copy_from_slice(src),
-                            // A constant stride, so that the loads vectorize as shuffles.
-                            2 => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[2 * j]),
-                            _ => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[sx * j]),
+                    let start = ki * dy * row_len + ((kj * dx) % sx) * phase_len + (kj * dx) / sx;
+                    let step = sy * row_len;
+                    match ow {
+                        4 => copy_rows::<4>(row, plane, start, step),
+                        8 => copy_rows::<8>(row, plane, start, step),
+                        16 => copy_rows::<16>(row, plane, start, step),
+                        32 => copy_rows::<32>(row, plane, start, step),
+                        _ => {
+                            for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                                copy_short(dst, &plane[start + oy * step..][..ow]);
+                            }
                         }
                     }
                 }
@@ -232,11 +326,19 @@ impl PlanF32 {
     /// new operator does not compile until it has an f32 rule here).
     pub fn new(net: &Network) -> Self {
         let lens: Vec<usize> = net.shapes.iter().map(|s| s.iter().product()).collect();
-        // Readers of each value (the network output counts as one).
+        // A reshape is the same data under a new shape: its value reads its input's buffer
+        // (`source`), and it has no step.
+        let mut source: Vec<usize> = (0..lens.len()).collect();
+        for (k, node) in net.nodes.iter().enumerate() {
+            if let Op::Reshape { .. } = node.op {
+                source[k + 1] = source[node.inputs[0]];
+            }
+        }
+        // Readers of each buffer (the network output counts as one).
         let mut uses = vec![0usize; lens.len()];
-        uses[net.output] += 1;
-        for node in &net.nodes {
-            node.inputs.iter().for_each(|&v| uses[v] += 1);
+        uses[source[net.output]] += 1;
+        for node in net.nodes.iter().filter(|n| !matches!(n.op, Op::Reshape { .. })) {
+            node.inputs.iter().for_each(|&v| uses[source[v]] += 1);
         }
         let mut nodes: Vec<PlanNode> = Vec::with_capacity(net.nodes.len());
         for (k, node) in net.nodes.iter().enumerate() {
@@ -258,24 +360,18 @@ impl PlanF32 {
                     let kk = cg * kh * kw;
                     let p = oh * ow;
                     let in_len = c.in_channels * h * w;
+                    let og = c.out_channels / c.groups;
+                    let geo = Im2col::new(cg, c.kernel, [h, w], [oh, ow], c.stride, c.dilation, [c.pads[0], c.pads[1]]);
                     Step::Conv(ConvPlan {
                         w: f32s(&c.weight),
                         b: f32s(&c.bias),
                         groups: c.groups,
-                        og: c.out_channels / c.groups,
+                        og,
                         k: kk,
                         p,
                         in_len,
-                        geo: Im2col {
-                            cg,
-                            kernel: c.kernel,
-                            hw: [h, w],
-                            ohw: [oh, ow],
-                            stride: c.stride,
-                            dilation: c.dilation,
-                            pad: [c.pads[0], c.pads[1]],
-                        },
-                        chunk: (CONV_COLUMNS / p.max(1)).max(1),
+                        geo,
+                        chunk: (CONV_COLUMN_VALUES / (kk * p).max(1)).max(1),
                         act: None,
                     })
                 }
@@ -297,18 +393,18 @@ impl PlanF32 {
                 Op::Pad { pads, value } => {
                     Step::Pad { index: u32s(kernels::pad_scatter_index(in_shape, pads)), value: *value as f32 }
                 }
-                Op::Reshape { .. } => Step::Copy,
+                Op::Reshape { .. } => continue,
                 Op::Transpose { perm } => Step::Gather { index: u32s(kernels::transpose_gather_index(in_shape, perm)) },
             };
             if let (Step::Act(f), Some(prev)) = (&step, nodes.last_mut()) {
-                if fusable(prev, node.inputs[0], &uses) {
+                if fusable(prev, source[node.inputs[0]], &uses) {
                     prev.fuse(*f, k + 1, lens[k + 1]);
                     continue;
                 }
             }
             nodes.push(PlanNode {
                 step,
-                inputs: node.inputs.clone(),
+                inputs: node.inputs.iter().map(|&v| source[v]).collect(),
                 output: k + 1,
                 out_len: lens[k + 1],
                 in_len: lens[node.inputs[0]],
@@ -319,7 +415,7 @@ impl PlanF32 {
             nodes,
             bufs: vec![Vec::new(); lens.len()],
             lens,
-            output: net.output,
+            output: source[net.output],
             scratch: vec![Vec::new(); threads],
             capacity: 0,
         }
@@ -339,16 +435,16 @@ impl PlanF32 {
         if n <= self.capacity {
             return;
         }
-        for (v, buf) in self.bufs.iter_mut().enumerate().skip(1) {
-            buf.resize(n * self.lens[v], 0.0);
+        for node in &self.nodes {
+            self.bufs[node.output].resize(n * self.lens[node.output], 0.0);
         }
         let workers = self.scratch.len();
         for node in &self.nodes {
             if let Step::Conv(c) = &node.step {
                 let images_per_worker = n.div_ceil(workers).max(1) * (node.in_len / c.in_len).max(1);
                 let cols = c.chunk.min(images_per_worker) * c.p;
-                // im2col matrix and the GEMM result of one group.
-                let need = c.k * cols + c.og * cols;
+                // im2col matrix, the GEMM result of one group and one padded image.
+                let need = c.k * cols + c.og * cols + c.geo.padded_len();
                 for s in &mut self.scratch {
                     if s.len() < need {
                         s.resize(need, 0.0);
@@ -574,7 +670,6 @@ fn run_step(node: &PlanNode, a: &[f32], b: Option<&[f32]>, y: &mut [f32], n: usi
                 }
             }
         }
-        Step::Copy => y.copy_from_slice(a),
         Step::Gather { index } => {
             for (dst, src) in y.chunks_exact_mut(node.out_len).zip(a.chunks_exact(node.in_len)) {
                 for (d, &i) in dst.iter_mut().zip(index) {
@@ -598,12 +693,14 @@ fn conv(c: &ConvPlan, x: &[f32], y: &mut [f32], images: usize, scratch: &mut [Ve
             let cb = c.chunk.min(count - first);
             let cols_n = cb * c.p;
             let (cols, rest) = s.split_at_mut(c.k * cols_n);
-            let tmp = &mut rest[..c.og * cols_n];
+            let (tmp, rest) = rest.split_at_mut(c.og * cols_n);
+            let padded = &mut rest[..c.geo.padded_len()];
             let group_len = c.in_len / c.groups;
             for g in 0..c.groups {
                 for i in 0..cb {
                     let img = &x[(first + i) * c.in_len + g * group_len..][..group_len];
-                    im2col(&c.geo, img, cols, cols_n, i * c.p);
+                    pad_image(&c.geo, img, padded);
+                    im2col(&c.geo, padded, cols, cols_n, i * c.p);
                 }
                 let w_g = &c.w[g * c.og * c.k..(g + 1) * c.og * c.k];
                 gemm(tmp, w_g, cols, false, (c.og, c.k, cols_n), false, par);
@@ -664,6 +761,53 @@ mod tests {
                 let got = plan.forward(&xf, n).unwrap().to_vec();
                 let err = max_scaled_error(&got, &want, net.output_len());
                 assert!(err < 1e-4, "case {case}, batch {n}: scaled error {err}");
+            }
+        }
+    }
+
+    /// Every convolution geometry the im2col path distinguishes: strides 1-3 and dilations 1-2
+    /// on both axes, asymmetric padding up to 2, kernels 1-4, groups, batches that span
+    /// several GEMM chunks; against the f64 forward.
+    #[test]
+    fn f32_convolutions_match_f64_over_strides_dilations_and_padding() {
+        use crate::graph::{Conv2d, NetworkBuilder};
+        let mut rng = Rng::new(11);
+        for case in 0..150 {
+            let (groups, cg, og) = (1 + rng.below(2), 1 + rng.below(3), 1 + rng.below(4));
+            let kernel = [1 + rng.below(4), 1 + rng.below(4)];
+            let (h, w) = (kernel[0] * 2 + rng.below(9), kernel[1] * 2 + rng.below(9));
+            let mut conv = Conv2d {
+                weight: rng.normals(groups * og * cg * kernel[0] * kernel[1], 0.5),
+                bias: rng.normals(groups * og, 0.3),
+                out_channels: groups * og,
+                in_channels: groups * cg,
+                kernel,
+                stride: [1 + rng.below(3), 1 + rng.below(3)],
+                pads: [rng.below(3), rng.below(3), rng.below(3), rng.below(3)],
+                dilation: [1 + rng.below(2), 1 + rng.below(2)],
+                groups,
+            };
+            // The first cases give output rows of the widths im2col copies with fixed-size
+            // moves (4, 8, 16, 32), with column stride 1 and 2.
+            let w = if case < 8 {
+                let sx = 1 + case / 4;
+                (conv.kernel, conv.stride, conv.dilation, conv.pads) = ([3, 3], [1, sx], [1, 1], [1, 1, 1, 1]);
+                conv.weight = rng.normals(groups * og * cg * 9, 0.5);
+                [4, 8, 16, 32][case % 4] * sx
+            } else {
+                w
+            };
+            let mut b = NetworkBuilder::new("x", vec![1, groups * cg, h, w]);
+            let y = b.push("conv", Op::Conv2d(conv.clone()), &[0]).unwrap();
+            let net = b.finish(y, "y").unwrap();
+            let mut plan = PlanF32::new(&net);
+            for n in [1usize, 2, 300] {
+                let x: Vec<f64> = (0..n * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32 as f64).collect();
+                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let want = net.forward(&x, n).unwrap();
+                let got = plan.forward(&xf, n).unwrap().to_vec();
+                let err = max_scaled_error(&got, &want, net.output_len());
+                assert!(err < 1e-5, "case {case} ({conv:?} on {h}x{w}), batch {n}: scaled error {err}");
             }
         }
     }

@@ -128,3 +128,61 @@ pub fn random_mlp(
     }
     b.finish(v, "y").expect("valid network")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Operator variants: one more than the largest number `variant` gives.
+    const VARIANTS: usize = 10;
+
+    /// A number per operator variant, from an exhaustive match: a new operator does not compile
+    /// until it has the next number here (and `VARIANTS` grows by one), and then the test
+    /// below fails until `random_network` uses it, so every property test built on the random
+    /// networks covers it.
+    fn variant(op: &Op) -> usize {
+        match op {
+            Op::Dense(_) => 0,
+            Op::Conv2d(_) => 1,
+            Op::Affine { .. } => 2,
+            Op::Activation(_) => 3,
+            Op::Add => 4,
+            Op::AvgPool(_) => 5,
+            Op::MaxPool(_) => 6,
+            Op::Pad { .. } => 7,
+            Op::Reshape { .. } => 8,
+            Op::Transpose { .. } => 9,
+        }
+    }
+
+    /// The same for activations (`ALL_ACTIVATIONS` must list each one).
+    fn activation_variant(a: &Activation) -> usize {
+        match a {
+            Activation::Relu => 0,
+            Activation::LeakyRelu { .. } => 1,
+            Activation::Elu { .. } => 2,
+            Activation::Gelu { tanh_approx: false } => 3,
+            Activation::Gelu { tanh_approx: true } => 4,
+            Activation::Sigmoid => 5,
+            Activation::Tanh => 6,
+        }
+    }
+
+    #[test]
+    fn random_networks_use_every_operator_and_every_activation() {
+        let mut rng = Rng::new(1);
+        let net = random_network(&mut rng);
+        let mut seen = vec![false; VARIANTS];
+        let mut acts = vec![false; ALL_ACTIVATIONS.len()];
+        for node in &net.nodes {
+            seen[variant(&node.op)] = true;
+            if let Op::Activation(a) = &node.op {
+                acts[activation_variant(a)] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "operators not in random_network: {seen:?}");
+        assert!(acts.iter().all(|&s| s), "activations not in random_network: {acts:?}");
+        let listed: Vec<usize> = ALL_ACTIVATIONS.iter().map(activation_variant).collect();
+        assert_eq!(listed, (0..ALL_ACTIVATIONS.len()).collect::<Vec<_>>(), "ALL_ACTIVATIONS lists each once");
+    }
+}

@@ -55,7 +55,15 @@ fn fold(op: &Op, shape: &[usize], scale: &[f64], shift: &[f64]) -> Option<Op> {
             }
             Some(Op::Conv2d(c))
         }
-        _ => None,
+        // An elementwise map does not fold exactly into these (listed, so that a new operator
+        // is decided here).
+        Op::Activation(_)
+        | Op::Add
+        | Op::AvgPool(_)
+        | Op::MaxPool(_)
+        | Op::Pad { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. } => None,
     }
 }
 

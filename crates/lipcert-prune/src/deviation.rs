@@ -166,7 +166,19 @@ fn chain(a: &Network, b: &Network) -> Result<Vec<Step>, DeviationError> {
             (Op::Pad { value, .. }, Op::Pad { value: v2, .. }) if value == v2 => {
                 Step::Pad { extra: up(value.abs() * ((out_len - a.value_len(k)) as f64).sqrt()) }
             }
-            _ => return Err(DeviationError::Unsupported { node: x.name.clone(), kind: x.op.kind() }),
+            // Every operator is listed, so that a new one must get a rule: residual adds and
+            // pooling have none yet, and mismatched pairs (or pads) have no common bound.
+            (
+                Op::Dense(_)
+                | Op::Conv2d(_)
+                | Op::Affine { .. }
+                | Op::Activation(_)
+                | Op::Add
+                | Op::AvgPool(_)
+                | Op::MaxPool(_)
+                | Op::Pad { .. },
+                _,
+            ) => return Err(DeviationError::Unsupported { node: x.name.clone(), kind: x.op.kind() }),
         });
     }
     Ok(steps)
