@@ -38,7 +38,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench-forward.json")
     args = ap.parse_args()
-    models = args.models or DEFAULT_MODELS
+    # Absolute: cargo bench runs the benches in their crate's directory.
+    models = [m.resolve() for m in (args.models or DEFAULT_MODELS)]
     subprocess.run(["cargo", "bench", "-p", "lipcert-cli", "--bench", "forward_throughput", "--no-run"],
                    cwd=ROOT, check=True, capture_output=True)
     if not args.no_f32:
