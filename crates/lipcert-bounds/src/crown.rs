@@ -878,9 +878,13 @@ impl<'a> Engine<'a> {
                             bias[i] += b;
                         }
                     }
-                    match dense_vjp_live_columns(&node.op, &a) {
-                        Some(g) => vec![g],
-                        None => net.linear_vjp(k, &a, m).expect("a node without relaxation is linear"),
+                    if let Op::Reshape { .. } = node.op {
+                        // The same coefficients under the input's shape: moved, not copied.
+                        vec![a]
+                    } else if let Some(g) = dense_vjp_live_columns(&node.op, &a) {
+                        vec![g]
+                    } else {
+                        net.linear_vjp(k, &a, m).expect("a node without relaxation is linear")
                     }
                 }
             };
