@@ -748,18 +748,28 @@ mod tests {
             .fold(0.0, f64::max)
     }
 
+    /// (batch, scaled error of the f32 plan against the f64 forward) on random inputs in
+    /// [-1, 1] (exact in f32), one per batch size.
+    fn plan_errors(net: &Network, rng: &mut Rng, batches: &[usize]) -> Vec<(usize, f64)> {
+        let mut plan = PlanF32::new(net);
+        batches
+            .iter()
+            .map(|&n| {
+                let x: Vec<f64> = (0..n * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32 as f64).collect();
+                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let want = net.forward(&x, n).unwrap();
+                let got = plan.forward(&xf, n).unwrap().to_vec();
+                (n, max_scaled_error(&got, &want, net.output_len()))
+            })
+            .collect()
+    }
+
     #[test]
     fn f32_plan_matches_f64_forward_on_random_networks() {
         let mut rng = Rng::new(7);
         for case in 0..40 {
             let net = random_network(&mut rng);
-            let mut plan = PlanF32::new(&net);
-            for n in [1usize, 3, 17] {
-                let x: Vec<f64> = (0..n * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32 as f64).collect();
-                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let want = net.forward(&x, n).unwrap();
-                let got = plan.forward(&xf, n).unwrap().to_vec();
-                let err = max_scaled_error(&got, &want, net.output_len());
+            for (n, err) in plan_errors(&net, &mut rng, &[1, 3, 17]) {
                 assert!(err < 1e-4, "case {case}, batch {n}: scaled error {err}");
             }
         }
@@ -800,13 +810,7 @@ mod tests {
             let mut b = NetworkBuilder::new("x", vec![1, groups * cg, h, w]);
             let y = b.push("conv", Op::Conv2d(conv.clone()), &[0]).unwrap();
             let net = b.finish(y, "y").unwrap();
-            let mut plan = PlanF32::new(&net);
-            for n in [1usize, 2, 300] {
-                let x: Vec<f64> = (0..n * net.input_len()).map(|_| rng.range(-1.0, 1.0) as f32 as f64).collect();
-                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let want = net.forward(&x, n).unwrap();
-                let got = plan.forward(&xf, n).unwrap().to_vec();
-                let err = max_scaled_error(&got, &want, net.output_len());
+            for (n, err) in plan_errors(&net, &mut rng, &[1, 2, 300]) {
                 assert!(err < 1e-5, "case {case} ({conv:?} on {h}x{w}), batch {n}: scaled error {err}");
             }
         }
