@@ -152,22 +152,25 @@ struct Im2col {
 }
 
 impl Im2col {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        cg: usize,
-        kernel: [usize; 2],
-        hw: [usize; 2],
-        ohw: [usize; 2],
-        stride: [usize; 2],
-        dilation: [usize; 2],
-        pad: [usize; 2],
-    ) -> Self {
+    /// The geometry of one group of `c` on `[.., C, h, w]` inputs with `[oh, ow]` outputs.
+    fn new(c: &crate::graph::Conv2d, hw: [usize; 2], ohw: [usize; 2]) -> Self {
+        let (kernel, stride, dilation, pad) = (c.kernel, c.stride, c.dilation, [c.pads[0], c.pads[1]]);
         let side = |a: usize| {
             let reach = if ohw[a] == 0 { 0 } else { (ohw[a] - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1 };
             reach.max(hw[a] + pad[a])
         };
         let padded = [side(0), side(1)];
-        Im2col { cg, kernel, hw, ohw, stride, dilation, pad, padded, phase_len: padded[1].div_ceil(stride[1]) }
+        Im2col {
+            cg: c.in_channels / c.groups,
+            kernel,
+            hw,
+            ohw,
+            stride,
+            dilation,
+            pad,
+            padded,
+            phase_len: padded[1].div_ceil(stride[1]),
+        }
     }
 
     /// Values per stored padded row (all phases).
@@ -361,7 +364,7 @@ impl PlanF32 {
                     let p = oh * ow;
                     let in_len = c.in_channels * h * w;
                     let og = c.out_channels / c.groups;
-                    let geo = Im2col::new(cg, c.kernel, [h, w], [oh, ow], c.stride, c.dilation, [c.pads[0], c.pads[1]]);
+                    let geo = Im2col::new(c, [h, w], [oh, ow]);
                     Step::Conv(ConvPlan {
                         w: f32s(&c.weight),
                         b: f32s(&c.bias),
