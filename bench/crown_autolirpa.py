@@ -17,6 +17,8 @@ Prints one JSON object: per method "spec_lower" (lower bound of C y over the inp
 "time_s_outputs" (the C = None call, both sides): medians of 3 runs after one warm-up.
 Errors: one line on stderr, exit 2.
 """
+import contextlib
+import inspect
 import json
 import re
 import statistics
@@ -33,6 +35,12 @@ from auto_LiRPA import BoundedModule, BoundedTensor
 from auto_LiRPA.perturbations import PerturbationLpNorm
 
 NUM = r'([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)'
+
+
+# The keyword that passes intermediate bounds in: renamed in auto_LiRPA 0.7.
+INTERM_BOUNDS_KW = ('interm_bounds' if 'interm_bounds' in
+                    inspect.signature(BoundedModule.compute_bounds).parameters
+                    else 'intermediate_layer_bounds')
 
 
 class Fail(Exception):
@@ -188,7 +196,7 @@ def main():
                              ('crown-dense', 'backward', {}),
                              ('alpha-crown', 'CROWN-optimized', {}),
                              ('alpha-crown-fixed', 'CROWN-optimized',
-                              {'intermediate_layer_bounds': ilb})):
+                              {INTERM_BOUNDS_KW: ilb})):
         mk = make_dense if name == 'crown-dense' else make
         with torch.set_grad_enabled(method == 'CROWN-optimized'):
             (lb, _), t_spec = timed(mk, lambda bm: bm.compute_bounds(
@@ -199,15 +207,20 @@ def main():
                      'upper': ou.flatten().tolist(), 'time_s': t_spec, 'time_s_outputs': t_out}
         if method == 'CROWN-optimized':
             o = bm.bound_opts['optimize_bound_args']
+            # auto_LiRPA 0.7 renamed fix_intermediate_layer_bounds to fix_interm_bounds.
             out[name]['options'] = {k: o[k] for k in (
                 'iteration', 'lr_alpha', 'optimizer', 'lr_decay', 'init_alpha', 'keep_best',
-                'early_stop_patience', 'fix_intermediate_layer_bounds')}
-    print(json.dumps(out, indent=1))
+                'early_stop_patience', 'fix_intermediate_layer_bounds', 'fix_interm_bounds')
+                if k in o}
+    return out
 
 
 if __name__ == '__main__':
     try:
-        main()
+        # auto_LiRPA prints progress ("Early stop at ...") on stdout: keep stdout for the JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = main()
+        print(json.dumps(result, indent=1))
     except Exception as e:  # one-line error, exit 2
         print(f'error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}',
               file=sys.stderr)
