@@ -13,8 +13,12 @@ loading excluded on both sides; auto_LiRPA's figure is itself a median of 3 afte
 
 Method pairs (lipcert <-> auto_LiRPA): ibp <-> IBP; crown-pure <-> 'backward' with
 sparse_intermediate_bounds off (textbook CROWN, both sides); crown <-> 'backward' (each tool's
-default CROWN); alpha-crown <-> 'CROWN-optimized' with CROWN's intermediate bounds fixed, its
-time plus the CROWN pass that produced them (lipcert's alpha-crown includes its CROWN pass).
+default CROWN); alpha-crown <-> auto_LiRPA's default 'CROWN-optimized' (both optimize
+separate alphas for the output rows and for every intermediate bound); alpha-crown-fixed
+(`--method alpha-crown --fix-intermediate`) <-> 'CROWN-optimized' with CROWN's intermediate
+bounds passed in, its time plus the CROWN pass that produced them (lipcert's includes its CROWN
+pass). Both tools take 20 steps at most (auto_LiRPA stops after 10 without improvement).
+auto_LiRPA 0.7.1 needs torch < 2.9 (see crown_autolirpa.py).
 
 Per instance and method it prints the speedup (auto_LiRPA time / lipcert time: > 1 means
 lipcert is faster) and a bound check of spec_lower against auto_LiRPA's: ibp and crown-pure
@@ -35,7 +39,12 @@ BENCH = Path(os.environ.get("LIPCERT_SHARED", ROOT.parent / "shared")) / "benchm
 LIPCERT = ROOT / "target" / "release" / "lipcert"
 # lipcert method -> auto_LiRPA method(s) in crown_autolirpa.py's output, whose times add up.
 PAIRS = {"ibp": ["ibp"], "crown-pure": ["crown-dense"], "crown": ["crown"],
-         "alpha-crown": ["alpha-crown-fixed", "crown"]}
+         "alpha-crown": ["alpha-crown"], "alpha-crown-fixed": ["alpha-crown-fixed", "crown"]}
+# lipcert's command-line arguments per paired method.
+LIPCERT_ARGS = {"ibp": ["--method", "ibp"], "crown-pure": ["--method", "crown-pure"],
+                "crown": ["--method", "crown"],
+                "alpha-crown": ["--method", "alpha-crown"],
+                "alpha-crown-fixed": ["--method", "alpha-crown", "--fix-intermediate"]}
 SAME_TOL = 1e-6  # ibp and crown-pure compute the same algorithm on both sides
 ROUNDING_REL = 1e-9
 ACASXU = [("1_1", 1), ("1_1", 3), ("2_3", 2), ("3_3", 3), ("4_5", 4), ("5_9", 2)]
@@ -63,14 +72,14 @@ def instances(families):
 
 
 def lipcert(model, prop, method):
-    out = subprocess.run([str(LIPCERT), "bounds", str(model), "--vnnlib", str(prop), "--method", method, "--json"],
+    out = subprocess.run([str(LIPCERT), "bounds", str(model), "--vnnlib", str(prop), *LIPCERT_ARGS[method], "--json"],
                          capture_output=True, text=True, check=True)
     d = json.loads(out.stdout)
     return d["time_s"], d["spec_lower"]
 
 
 def lirpa(python, model, prop):
-    out = subprocess.run([python, str(ROOT / "bench" / "crown_autolirpa.py"), str(model), str(prop)],
+    out = subprocess.run([python, str(ROOT / "bench" / "crown_autolirpa.py"), str(model), str(prop), "--spec-only"],
                          capture_output=True, text=True)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -135,7 +144,7 @@ def summarize(rows):
         fr = [r for r in rows if fam in ("all", r["family"])]
         for m in PAIRS:
             ours = sum(r[m]["lipcert_s"] for r in fr)
-            line = f"{fam:8s} {m:12s} lipcert sum {ours:8.3f}s"
+            line = f"{fam:8s} {m:17s} lipcert sum {ours:8.3f}s"
             paired = [r[m] for r in fr if "speedup" in r[m]]
             if paired:
                 sp = [p["speedup"] for p in paired]

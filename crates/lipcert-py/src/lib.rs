@@ -236,7 +236,7 @@ fn bounds(
             (None, Some(lo), Some(hi)) => cmd::bounds::Problem::from_box(lo, hi, net)?,
             _ => anyhow::bail!("give either vnnlib=PATH or box=(lo, hi)"),
         };
-        Ok(cmd::bounds::compute(net, &pb, method.method(), alpha_iterations)?.to_json(&pb))
+        Ok(cmd::bounds::compute(net, &pb, method.method(), alpha_iterations, false)?.to_json(&pb))
     })?;
     to_py(py, &v)
 }

@@ -24,6 +24,11 @@ pub struct Args {
     /// alpha-CROWN: optimization steps.
     #[arg(long, default_value_t = 20)]
     alpha_iterations: usize,
+    /// alpha-CROWN: keep CROWN's intermediate bounds and optimize only the slopes of the
+    /// output rows (auto_LiRPA's default); faster, and looser than the default, which also
+    /// optimizes separate slopes for every intermediate bound.
+    #[arg(long)]
+    fix_intermediate: bool,
     #[arg(long)]
     json: bool,
 }
@@ -133,11 +138,12 @@ pub fn compute(
     pb: &Problem,
     method: Method,
     alpha_iterations: usize,
+    fix_intermediate: bool,
 ) -> anyhow::Result<Outcome> {
     if alpha_iterations == 0 {
         anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
     }
-    let opts = Options { alpha_iterations, ..Options::default() };
+    let opts = Options { alpha_iterations, alpha_intermediate: !fix_intermediate, ..Options::default() };
     let start = Instant::now();
     // Several input boxes (a disjunction over inputs): output bounds are the hull over the
     // boxes, an atom's bound the minimum over the boxes whose cases use it.
@@ -185,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let net = &m.network;
     let pb = problem(&args, net)?;
     let method = args.method.method();
-    let out = compute(net, &pb, method, args.alpha_iterations)
+    let out = compute(net, &pb, method, args.alpha_iterations, args.fix_intermediate)
         .with_context(|| format!("bounding over the input box of {}", args.model.display()))?;
     if args.json {
         return print_json(&out.to_json(&pb));
