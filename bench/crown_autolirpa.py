@@ -161,9 +161,9 @@ def timed(make, call):
 
 
 def main():
-    spec_only = '--spec-only' in sys.argv[3:]
-    if len(sys.argv) != 3 + spec_only or sys.argv[3:] not in ([], ['--spec-only']):
+    if len(sys.argv) < 3 or sys.argv[3:] not in ([], ['--spec-only']):
         raise Fail('usage: crown_autolirpa.py MODEL.onnx PROP.vnnlib [--spec-only]')
+    spec_only = sys.argv[3:] == ['--spec-only']
     torch.set_num_threads(2)
     torch.set_default_dtype(torch.float64)
     model, shape = load_onnx(sys.argv[1])

@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     alpha_iterations: usize,
     /// alpha-CROWN: keep CROWN's intermediate bounds and optimize only the slopes of the
-    /// output rows (auto_LiRPA's default); faster, and looser than the default, which also
-    /// optimizes separate slopes for every intermediate bound.
+    /// output rows; faster, and usually looser than the default, which also optimizes
+    /// separate slopes for every intermediate bound.
     #[arg(long)]
     fix_intermediate: bool,
     #[arg(long)]
