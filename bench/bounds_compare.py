@@ -9,7 +9,8 @@ Instances: mnist-net_256x2/4/6 x prop_0_0.03, prop_1_0.05 (mnistfc); the 6 ACAS 
 network/property pairs in ACASXU, properties 1-4 across the grid (acasxu); the first instance of each oval21 network
 (cifar_base_kw / wide / deep). For each instance it alternates the two tools for `rounds`
 rounds and takes medians of the times each tool reports for its own bound computation (model
-loading excluded on both sides; auto_LiRPA's figure is itself a median of 3 after a warm-up).
+loading excluded on both sides; each tool's figure is itself a median of 3 runs after a
+warm-up run: crown_autolirpa.py's `timed` and `lipcert bounds --repeat 3`).
 
 Method pairs (lipcert <-> auto_LiRPA): ibp <-> IBP; crown-pure <-> 'backward' with
 sparse_intermediate_bounds off (textbook CROWN, both sides); crown <-> 'backward' (each tool's
@@ -72,7 +73,8 @@ def instances(families):
 
 
 def lipcert(model, prop, method):
-    out = subprocess.run([str(LIPCERT), "bounds", str(model), "--vnnlib", str(prop), *LIPCERT_ARGS[method], "--json"],
+    out = subprocess.run([str(LIPCERT), "bounds", str(model), "--vnnlib", str(prop), *LIPCERT_ARGS[method], "--repeat", "3",
+                          "--json"],
                          capture_output=True, text=True, check=True)
     d = json.loads(out.stdout)
     return d["time_s"], d["spec_lower"]

@@ -106,10 +106,15 @@ pub fn bound(
         // CROWN's bound is not monotone in the intermediate bounds (the adaptive slopes can
         // flip), so the intersected intermediate bounds are not always better than auto_LiRPA's
         // rule (IBP for stable neurons, CROWN alone for the rest): run both, keep the tighter.
-        Method::Crown => Ok(tighter(
-            bound_once(net, set, spec, Method::Crown, true, opts)?,
-            bound_once(net, set, spec, Method::Crown, false, opts)?,
-        )),
+        // The two share every CROWN pass up to the first value where their bounds differ.
+        Method::Crown => {
+            let (ours, theirs) = Engine::twin(net, set, opts)?;
+            let b = engine_bounds(&ours, spec, method);
+            Ok(match theirs {
+                Some(t) => tighter(b, engine_bounds(&t, spec, method)),
+                None => b,
+            })
+        }
         // Every alpha-CROWN iterate is a valid bound, and keeping crown's too makes alpha-CROWN
         // never looser than crown.
         Method::AlphaCrown => Ok(tighter(
@@ -336,16 +341,22 @@ fn bound_once(
     intersect: bool,
     opts: &Options,
 ) -> Result<Bounds, GraphError> {
-    let out_len = net.output_len();
     let engine = Engine::new(net, set, method, intersect, opts, &[], None, true)?;
+    Ok(engine_bounds(&engine, spec, method))
+}
+
+/// The output and specification bounds of a built engine.
+fn engine_bounds(engine: &Engine, spec: &[Vec<f64>], method: Method) -> Bounds {
+    let net = engine.net;
+    let out_len = net.output_len();
     if method == Method::Ibp {
         let out = &engine.enclosure[net.output];
-        return Ok(Bounds {
+        return Bounds {
             method,
             lower: out.lo.clone(),
             upper: out.hi.clone(),
             spec_lower: ibp_spec(net, &engine.enclosure, spec),
-        });
+        };
     }
     // Rows: the specification, then +e_j and -e_j for every output.
     let mut rows: Vec<Vec<f64>> = spec.to_vec();
@@ -361,7 +372,7 @@ fn bound_once(
     let out = &engine.enclosure[net.output];
     // Both enclosures are sound: keep the tighter side (except for the textbook crown-pure).
     let pure = method == Method::CrownPure;
-    Ok(Bounds {
+    Bounds {
         method,
         lower: (0..out_len).map(|j| if pure { lower[m + j] } else { lower[m + j].max(out.lo[j]) }).collect(),
         upper: (0..out_len)
@@ -374,7 +385,7 @@ fn bound_once(
         } else {
             ibp_spec(net, &engine.enclosure, spec).iter().zip(&lower[..m]).map(|(a, b)| a.max(*b)).collect()
         },
-    })
+    }
 }
 
 /// Certified lower bounds of y_label - y_j for every class j (+inf at j = label).
@@ -407,6 +418,7 @@ pub fn margins(
     Ok(out)
 }
 
+#[derive(Clone)]
 enum Relax {
     Elementwise(Vec<Relaxed>),
     Max(Vec<MaxRelaxed>),
@@ -415,6 +427,7 @@ enum Relax {
 /// Per-node, per-row lower slopes for alpha-CROWN (`[rows, node input length]`).
 type Slopes = Vec<Option<Vec<f64>>>;
 
+#[derive(Clone)]
 struct Engine<'a> {
     net: &'a Network,
     set: &'a InputSet,
@@ -434,6 +447,38 @@ struct Engine<'a> {
     splits: Vec<Vec<(usize, bool)>>,
     /// A split made some pre-activation interval empty: the subdomain has no point.
     infeasible: bool,
+    /// crown-pure: the CROWN-only bounds of the values that feed nonlinear nodes (its
+    /// relaxations use them instead of the enclosure).
+    pure_bounds: Vec<Option<Interval>>,
+}
+
+/// What `Engine::build`'s node loop needs to know besides the engine.
+struct BuildPlan<'p> {
+    method: Method,
+    /// Per value: (feeds a nonlinear node, every such consumer is piecewise linear).
+    feeds: Vec<(bool, bool)>,
+    ibp_exact: Vec<bool>,
+    parent: Option<Parent<'p>>,
+    /// The earliest value with a split the parent lacks.
+    first_split: Option<ValueId>,
+    recompute: bool,
+    /// CROWN's intermediate bounds are intersected with the IBP step (lipcert's rule);
+    /// otherwise they replace it for the selected elements (auto_LiRPA's rule).
+    intersect: bool,
+}
+
+/// One value's bounds before the intermediate-bound rule combines them.
+struct Candidate {
+    /// The IBP step, with the parent's bounds intersected in.
+    ibp: Interval,
+    /// CROWN's bounds of the selected elements, where CROWN runs.
+    crown: Option<CrownPart>,
+}
+
+struct CrownPart {
+    select: Vec<usize>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
 }
 
 /// Lagrange multipliers of split constraints (beta-CROWN) for a block of `m` rows:
@@ -509,6 +554,29 @@ impl<'a> Engine<'a> {
         parent: Option<Parent>,
         recompute: bool,
     ) -> Result<Self, GraphError> {
+        let (e, plan) = Self::start(net, set, method, intersect, opts, splits, parent, recompute)?;
+        Ok(e.build(&plan, false).0)
+    }
+
+    /// `crown` with both intermediate-bound rules: lipcert's (intersected) engine, and
+    /// auto_LiRPA's where its bounds differ anywhere (see `build`).
+    fn twin(net: &'a Network, set: &'a InputSet, opts: &'a Options) -> Result<(Self, Option<Self>), GraphError> {
+        let (e, plan) = Self::start(net, set, Method::Crown, true, opts, &[], None, true)?;
+        Ok(e.build(&plan, true))
+    }
+
+    /// The checked inputs and the empty engine, before any node is bounded.
+    #[allow(clippy::too_many_arguments)]
+    fn start<'p>(
+        net: &'a Network,
+        set: &'a InputSet,
+        method: Method,
+        intersect: bool,
+        opts: &'a Options,
+        splits: &[Split],
+        parent: Option<Parent<'p>>,
+        recompute: bool,
+    ) -> Result<(Self, BuildPlan<'p>), GraphError> {
         let len = net.input_len();
         if set.len() != len {
             return Err(GraphError::Data(format!("the input set has {} elements, expected {len}", set.len())));
@@ -534,6 +602,7 @@ impl<'a> Engine<'a> {
             lin_err: vec![None; nodes],
             splits: vec![Vec::new(); net.shapes.len()],
             infeasible: false,
+            pure_bounds: vec![None; net.shapes.len()],
         };
         for s in splits {
             e.splits[s.value].push((s.index, s.active));
@@ -553,89 +622,153 @@ impl<'a> Engine<'a> {
             InputSet::Box(_) => ibp_exact_values(net),
             InputSet::L2Ball { .. } => vec![false; net.shapes.len()],
         };
-        // crown-pure relaxes with CROWN-only bounds; the others with the enclosure.
-        let mut pure_bounds: Vec<Option<Interval>> = vec![None; net.shapes.len()];
-        for k in 0..nodes {
-            let node = &net.nodes[k];
-            if method == Method::Ibp {
-                e.enclosure.push(ibp_node(net, k, &e.enclosure));
+        Ok((e, BuildPlan { method, feeds, ibp_exact, parent, first_split, recompute, intersect }))
+    }
+
+    /// The node loop of `new`: bounds every value in order. With `twin`, also the engine of
+    /// the other intermediate-bound rule (`intersect` false), sharing every CROWN pass up to the
+    /// first value where the two rules give different bounds; `None` when they never do (the
+    /// two engines would be identical).
+    fn build(mut self, plan: &BuildPlan, twin: bool) -> (Self, Option<Self>) {
+        let mut other: Option<Self> = None;
+        for k in 0..self.net.nodes.len() {
+            if plan.method == Method::Ibp {
+                let b = ibp_node(self.net, k, &self.enclosure);
+                self.enclosure.push(b);
                 continue;
             }
-            if is_nonlinear(&node.op) {
-                let src = pure_bounds[node.inputs[0]].as_ref().unwrap_or(&e.enclosure[node.inputs[0]]);
-                e.relax[k] = Some(e.relaxation(k, src));
-            } else {
-                e.prepare_linear(k);
+            if let Some(o) = other.as_mut() {
+                o.prepare_node(k);
+                let cand = o.candidate(k, plan);
+                let b = o.combine(k, plan, &cand, false);
+                o.commit(k, plan, &cand, b);
             }
-            let mut b = ibp_node(net, k, &e.enclosure);
-            let v = k + 1;
-            // The parent's bounds hold on the subdomain. Up to the earliest split value they are
-            // what CROWN would compute again (no split lies before them), so CROWN is skipped.
-            let reuse = parent.and_then(|p| p.pre_activation.get(v)).and_then(|o| o.as_ref());
-            if let Some(pb) = reuse {
-                for j in 0..b.lo.len() {
-                    b.lo[j] = b.lo[j].max(pb.lo[j]);
-                    b.hi[j] = b.hi[j].min(pb.hi[j]);
+            self.prepare_node(k);
+            let cand = self.candidate(k, plan);
+            let b = self.combine(k, plan, &cand, plan.intersect);
+            if twin && other.is_none() {
+                let b_other = self.combine(k, plan, &cand, false);
+                if b_other != b {
+                    let mut o = self.clone();
+                    o.commit(k, plan, &cand, b_other);
+                    other = Some(o);
                 }
             }
-            let skip_crown = reuse.is_some() && (!recompute || first_split.is_none_or(|s| v <= s));
-            if feeds[v].0 && !skip_crown && !ibp_exact[v] {
-                let split_here = |j: usize| e.splits[v].iter().any(|&(i, _)| i == j);
-                let select: Vec<usize> = if method != Method::CrownPure && feeds[v].1 {
-                    (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !split_here(j)).collect()
-                } else {
-                    (0..b.lo.len()).collect()
-                };
-                let (lo, hi) = e.crown_bounds(v, &select, false);
-                let mut pure = Interval::new(vec![f64::NEG_INFINITY; b.lo.len()], vec![f64::INFINITY; b.lo.len()]);
-                for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
-                    (b.lo[j], b.hi[j]) = if intersect { (b.lo[j].max(l), b.hi[j].min(h)) } else { (l, h) };
-                    pure.lo[j] = l;
-                    pure.hi[j] = h;
-                }
-                if method == Method::CrownPure {
-                    pure_bounds[v] = Some(pure);
-                }
-                if e.optimize_intermediate {
-                    // alpha-CROWN for the neurons CROWN leaves unstable (or every neuron for
-                    // smooth activations, whose relaxations depend on the bounds everywhere).
-                    let select: Vec<usize> = if feeds[v].1 {
-                        (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !split_here(j)).collect()
-                    } else {
-                        select
-                    };
-                    let (lo, hi) = e.crown_bounds(v, &select, true);
-                    for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
-                        b.lo[j] = b.lo[j].max(l);
-                        b.hi[j] = b.hi[j].min(h);
-                    }
-                }
+            self.commit(k, plan, &cand, b);
+            if self.infeasible {
+                break;
             }
-            // Split neurons: the pre-activation interval is clamped to the split's side, which
-            // makes the ReLU's relaxation exact; an empty interval means no point of the
-            // subdomain satisfies the splits.
-            for &(j, active) in &e.splits[v] {
-                if active {
-                    b.lo[j] = b.lo[j].max(0.0);
-                } else {
-                    b.hi[j] = b.hi[j].min(0.0);
-                }
-                if b.lo[j] > b.hi[j] || b.lo[j].is_nan() || b.hi[j].is_nan() {
-                    e.infeasible = true;
-                }
-            }
-            // Every bound holds on the subdomain, so an empty intersection anywhere also
-            // shows that no point of the box satisfies the splits.
-            if !splits.is_empty() && b.lo.iter().zip(&b.hi).any(|(l, h)| l > h) {
-                e.infeasible = true;
-            }
-            if e.infeasible {
-                return Ok(e);
-            }
-            e.mag.push(b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect());
-            e.enclosure.push(b);
         }
-        Ok(e)
+        (self, other)
+    }
+
+    /// The relaxation of a nonlinear node k (crown-pure relaxes with CROWN-only bounds, the
+    /// others with the enclosure), or the bias and rounding factors of a linear one.
+    fn prepare_node(&mut self, k: usize) {
+        let node = &self.net.nodes[k];
+        if is_nonlinear(&node.op) {
+            let src = self.pure_bounds[node.inputs[0]].as_ref().unwrap_or(&self.enclosure[node.inputs[0]]);
+            self.relax[k] = Some(self.relaxation(k, src));
+        } else {
+            self.prepare_linear(k);
+        }
+    }
+
+    /// Node k's output before the intermediate-bound rule combines them: the IBP step (with
+    /// the parent's bounds intersected in) and CROWN's bounds of the elements that need them.
+    fn candidate(&self, k: usize, plan: &BuildPlan) -> Candidate {
+        let net = self.net;
+        let mut b = ibp_node(net, k, &self.enclosure);
+        let v = k + 1;
+        // The parent's bounds hold on the subdomain. Up to the earliest split value they are
+        // what CROWN would compute again (no split lies before them), so CROWN is skipped.
+        let reuse = plan.parent.and_then(|p| p.pre_activation.get(v)).and_then(|o| o.as_ref());
+        if let Some(pb) = reuse {
+            for j in 0..b.lo.len() {
+                b.lo[j] = b.lo[j].max(pb.lo[j]);
+                b.hi[j] = b.hi[j].min(pb.hi[j]);
+            }
+        }
+        let skip_crown = reuse.is_some() && (!plan.recompute || plan.first_split.is_none_or(|s| v <= s));
+        let crown = (plan.feeds[v].0 && !skip_crown && !plan.ibp_exact[v]).then(|| {
+            let select: Vec<usize> = if plan.method != Method::CrownPure && plan.feeds[v].1 {
+                (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !self.split_at(v, j)).collect()
+            } else {
+                (0..b.lo.len()).collect()
+            };
+            let (lo, hi) = self.crown_bounds(v, &select, false);
+            CrownPart { select, lo, hi }
+        });
+        Candidate { ibp: b, crown }
+    }
+
+    /// Whether element j of value v is a split neuron.
+    fn split_at(&self, v: ValueId, j: usize) -> bool {
+        self.splits[v].iter().any(|&(i, _)| i == j)
+    }
+
+    /// A candidate combined by the intermediate-bound rule: CROWN intersected with the IBP step
+    /// (`intersect`) or replacing it, then (alpha-CROWN with optimized intermediate bounds)
+    /// alpha-CROWN intersected in for the neurons left unstable.
+    fn combine(&self, k: usize, plan: &BuildPlan, cand: &Candidate, intersect: bool) -> Interval {
+        let v = k + 1;
+        let mut b = cand.ibp.clone();
+        let Some(c) = &cand.crown else {
+            return b;
+        };
+        for (&j, (&l, &h)) in c.select.iter().zip(c.lo.iter().zip(&c.hi)) {
+            (b.lo[j], b.hi[j]) = if intersect { (b.lo[j].max(l), b.hi[j].min(h)) } else { (l, h) };
+        }
+        if self.optimize_intermediate {
+            // alpha-CROWN for the neurons CROWN leaves unstable (or every neuron for smooth
+            // activations, whose relaxations depend on the bounds everywhere).
+            let select: Vec<usize> = if plan.feeds[v].1 {
+                (0..b.lo.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0 && !self.split_at(v, j)).collect()
+            } else {
+                c.select.clone()
+            };
+            let (lo, hi) = self.crown_bounds(v, &select, true);
+            for (&j, (l, h)) in select.iter().zip(lo.into_iter().zip(hi)) {
+                b.lo[j] = b.lo[j].max(l);
+                b.hi[j] = b.hi[j].min(h);
+            }
+        }
+        b
+    }
+
+    /// Makes `b` node k's output bounds: split neurons clamped to their side (which makes the
+    /// ReLU's relaxation exact; an empty interval means no point of the subdomain satisfies the
+    /// splits), and crown-pure's CROWN-only bounds kept for the relaxations.
+    fn commit(&mut self, k: usize, plan: &BuildPlan, cand: &Candidate, mut b: Interval) {
+        let v = k + 1;
+        if let (Method::CrownPure, Some(c)) = (plan.method, &cand.crown) {
+            let mut pure = Interval::new(vec![f64::NEG_INFINITY; b.lo.len()], vec![f64::INFINITY; b.lo.len()]);
+            for (&j, (&l, &h)) in c.select.iter().zip(c.lo.iter().zip(&c.hi)) {
+                pure.lo[j] = l;
+                pure.hi[j] = h;
+            }
+            self.pure_bounds[v] = Some(pure);
+        }
+        for &(j, active) in &self.splits[v] {
+            if active {
+                b.lo[j] = b.lo[j].max(0.0);
+            } else {
+                b.hi[j] = b.hi[j].min(0.0);
+            }
+            if b.lo[j] > b.hi[j] || b.lo[j].is_nan() || b.hi[j].is_nan() {
+                self.infeasible = true;
+            }
+        }
+        // Every bound holds on the subdomain, so an empty intersection anywhere also shows that
+        // no point of the box satisfies the splits.
+        if self.splits.iter().any(|s| !s.is_empty()) && b.lo.iter().zip(&b.hi).any(|(l, h)| l > h) {
+            self.infeasible = true;
+        }
+        if self.infeasible {
+            return;
+        }
+        self.mag.push(b.lo.iter().zip(&b.hi).map(|(l, h)| l.abs().max(h.abs())).collect());
+        self.enclosure.push(b);
     }
 
     fn relaxation(&self, k: usize, x: &Interval) -> Relax {
@@ -1297,5 +1430,42 @@ mod tests {
             }
         }
         assert!(dense_vjp_live_columns(&Op::Add, &[0.0; 4]).is_none());
+    }
+
+    /// `crown`'s shared build of both intermediate-bound rules gives exactly what two separate
+    /// runs give, whether the rules part early, late or never (random networks with every
+    /// operator, and ReLU MLPs on boxes of several widths).
+    #[test]
+    fn twin_build_equals_two_separate_runs() {
+        use lipcert_core::random::{random_mlp, random_network};
+        let mut rng = Rng::new(77);
+        let mut parted = 0;
+        for case in 0..24 {
+            let net = if case % 2 == 0 {
+                random_network(&mut rng)
+            } else {
+                random_mlp(&mut rng, &[6, 12, 12, 12, 4], Some(Activation::Relu), |f| 2.0 / (f as f64).sqrt(), 0.3)
+            };
+            let n = net.input_len();
+            let radius = [0.01, 0.1, 0.5, 2.0][case % 4];
+            let c: Vec<f64> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+            let set = InputSet::Box(Interval::new(
+                c.iter().map(|c| c - radius).collect(),
+                c.iter().map(|c| c + radius).collect(),
+            ));
+            let spec: Vec<Vec<f64>> = (0..2).map(|_| rng.normals(net.output_len(), 1.0)).collect();
+            let opts = Options::default();
+            let ours = bound_once(&net, &set, &spec, Method::Crown, true, &opts).unwrap();
+            let theirs = bound_once(&net, &set, &spec, Method::Crown, false, &opts).unwrap();
+            let both = bound(&net, &set, &spec, Method::Crown, &opts).unwrap();
+            let max = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x.max(*y)).collect::<Vec<f64>>();
+            let min = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x.min(*y)).collect::<Vec<f64>>();
+            assert_eq!(both.spec_lower, max(&ours.spec_lower, &theirs.spec_lower), "case {case}");
+            assert_eq!(both.lower, max(&ours.lower, &theirs.lower), "case {case}");
+            assert_eq!(both.upper, min(&ours.upper, &theirs.upper), "case {case}");
+            parted += usize::from(Engine::twin(&net, &set, &opts).unwrap().1.is_some());
+        }
+        // Both branches of the shared build ran.
+        assert!(parted > 0 && parted < 24, "the rules parted on {parted} of 24 cases");
     }
 }

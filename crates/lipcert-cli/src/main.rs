@@ -7,6 +7,11 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// Bound propagation allocates and frees large coefficient blocks on every layer; glibc returns
+// them to the kernel and every new one page-faults again. mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lipcert",
