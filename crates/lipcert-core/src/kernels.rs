@@ -106,48 +106,6 @@ impl ConvGeometry {
     }
 }
 
-/// Output positions `o` in `0..n_out` whose input index `o * stride + offset` lies in `0..n_in`.
-#[inline]
-fn valid_range(n_out: usize, n_in: usize, stride: usize, offset: isize) -> std::ops::Range<usize> {
-    let s = stride as isize;
-    // Smallest o with o*s + offset >= 0, and smallest o with o*s + offset >= n_in.
-    let lo = if offset >= 0 { 0 } else { (-offset + s - 1) / s };
-    let hi = if n_in as isize - offset <= 0 { 0 } else { (n_in as isize - offset + s - 1) / s };
-    (lo.max(0) as usize).min(n_out)..(hi.max(0) as usize).min(n_out)
-}
-
-/// Calls `f(im2col row, output row slice start, input offset of the first valid position,
-/// valid output columns)` for every kernel tap and output row of group `g`; positions outside
-/// the valid columns (or whole rows, when `input offset` is None) fall in the zero padding.
-#[inline]
-fn for_each_tap_row(
-    c: &Conv2d,
-    geo: &ConvGeometry,
-    g: usize,
-    mut f: impl FnMut(usize, usize, Option<usize>, std::ops::Range<usize>),
-) {
-    let [kh, kw] = c.kernel;
-    for ci in 0..geo.cg {
-        let chan = (g * geo.cg + ci) * geo.h * geo.w;
-        for ki in 0..kh {
-            let oy_valid = valid_range(geo.oh, geo.h, c.stride[0], (ki * c.dilation[0]) as isize - c.pads[0] as isize);
-            for kj in 0..kw {
-                let row = (ci * kh + ki) * kw + kj;
-                let x_off = (kj * c.dilation[1]) as isize - c.pads[1] as isize;
-                let ox_valid = valid_range(geo.ow, geo.w, c.stride[1], x_off);
-                for oy in 0..geo.oh {
-                    let src = (oy_valid.contains(&oy) && !ox_valid.is_empty()).then(|| {
-                        let iy = (oy * c.stride[0] + ki * c.dilation[0]) - c.pads[0];
-                        let ix = (ox_valid.start * c.stride[1]) as isize + x_off;
-                        chan + iy * geo.w + ix as usize
-                    });
-                    f(row, oy * geo.ow, src, ox_valid.clone());
-                }
-            }
-        }
-    }
-}
-
 /// The zero-padded image split into its stride phases: phase (ry, rx) holds the padded pixels
 /// (y, x) with y % sy == ry and x % sx == rx, as `[sy * sx][C][hq][wq]`. Every kernel tap then
 /// reads contiguous runs of one phase, so im2col is plain row copies with no bounds tests.
@@ -211,18 +169,56 @@ impl Phases {
             }
         }
     }
-}
 
-fn col2im_add(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], img: &mut [f64]) {
-    let (p, sx) = (geo.p(), c.stride[1]);
-    for_each_tap_row(c, geo, g, |row, start, src, valid| {
-        if let Some(src) = src {
-            let from = &cols[row * p + start + valid.start..row * p + start + valid.end];
-            for (s, d) in from.iter().zip(img[src..].iter_mut().step_by(sx)) {
-                *d += s;
+    /// The adjoint of `im2col`: adds every column row back into the phase positions it was
+    /// read from (contiguous runs, like `im2col`'s copies; padding positions collect terms
+    /// that `unfill_add` drops).
+    fn col2im_add(&mut self, c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64]) {
+        let [sy, sx] = c.stride;
+        let [kh, kw] = c.kernel;
+        let (p, plane, wq) = (geo.p(), self.hq * self.wq, self.wq);
+        for ci in 0..geo.cg {
+            let ch = g * geo.cg + ci;
+            for ki in 0..kh {
+                let ay = ki * c.dilation[0];
+                for kj in 0..kw {
+                    let ax = kj * c.dilation[1];
+                    let phase = (ay % sy) * sx + ax % sx;
+                    let base = (phase * c.in_channels + ch) * plane + (ay / sy) * wq + ax / sx;
+                    let row = &cols[((ci * kh + ki) * kw + kj) * p..][..p];
+                    for (oy, src) in row.chunks_exact(geo.ow).enumerate() {
+                        let dst = &mut self.data[base + oy * wq..][..geo.ow];
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    }
+                }
             }
         }
-    });
+    }
+
+    /// The adjoint of `fill`: adds each image pixel's phase entry into `img` (the padding's
+    /// entries are dropped: padding is constant).
+    fn unfill_add(&self, c: &Conv2d, geo: &ConvGeometry, img: &mut [f64]) {
+        let [sy, sx] = c.stride;
+        let (wq, plane) = (self.wq, self.hq * self.wq);
+        let chans = c.in_channels;
+        for ch in 0..chans {
+            for y in 0..geo.h {
+                let py = y + c.pads[0];
+                let dst = &mut img[(ch * geo.h + y) * geo.w..(ch * geo.h + y + 1) * geo.w];
+                for rx in 0..sx {
+                    let first = (rx + sx - c.pads[1] % sx) % sx;
+                    if first >= geo.w {
+                        continue;
+                    }
+                    let phase = (py % sy) * sx + rx;
+                    let base = (phase * chans + ch) * plane + (py / sy) * wq + (first + c.pads[1]) / sx;
+                    for (k, v) in dst[first..].iter_mut().step_by(sx).enumerate() {
+                        *v += self.data[base + k];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Convolution forward on `images` images of shape `[C, H, W]`, output `[O, OH, OW]` each.
@@ -279,17 +275,76 @@ pub fn conv_backward(c: &Conv2d, gy: &[f64], images: usize, hw: [usize; 2], ohw:
     let (in_len, out_len, p) = (c.in_channels * geo.h * geo.w, c.out_channels * geo.p(), geo.p());
     let mut gx = vec![0.0; images * in_len];
     gx.par_chunks_mut(in_len).zip(gy.par_chunks(out_len)).for_each_init(
-        || vec![0.0; geo.k * p],
-        |cols, (gimg, gout)| {
+        // Buffers are allocated on first use: rayon calls this once per split of the work, and
+        // sparse rows need neither the phases nor full-size columns.
+        || (None::<Phases>, Vec::new(), Vec::new(), Vec::new()),
+        |(phases, cols, live, gy_live), (gimg, gout)| {
+            let mut phased = false;
             for g in 0..c.groups {
                 let w_g = &c.weight[g * geo.og * geo.k..(g + 1) * geo.og * geo.k];
                 let gy_g = &gout[g * geo.og * p..(g + 1) * geo.og * p];
-                gemm(cols, w_g, true, gy_g, false, (geo.k, geo.og, p), false, Par::Seq);
-                col2im_add(c, &geo, g, cols, gimg);
+                live_positions(gy_g, p, live);
+                if 4 * live.len() < p {
+                    // Few output positions carry a coefficient (a CROWN row started at one
+                    // neuron, or behind stably inactive ReLUs): only their columns are formed.
+                    let n = live.len();
+                    gy_live.clear();
+                    for o in 0..geo.og {
+                        gy_live.extend(live.iter().map(|&q| gy_g[o * p + q]));
+                    }
+                    cols.resize(geo.k * n, 0.0);
+                    gemm(&mut cols[..geo.k * n], w_g, true, gy_live, false, (geo.k, geo.og, n), false, Par::Seq);
+                    col2im_add_positions(c, &geo, g, &cols[..geo.k * n], live, gimg);
+                } else {
+                    let ph = phases.get_or_insert_with(|| Phases::new(c, &geo));
+                    if !phased {
+                        ph.data.fill(0.0);
+                        phased = true;
+                    }
+                    cols.resize(geo.k * p, 0.0);
+                    gemm(&mut cols[..geo.k * p], w_g, true, gy_g, false, (geo.k, geo.og, p), false, Par::Seq);
+                    ph.col2im_add(c, &geo, g, &cols[..geo.k * p]);
+                }
+            }
+            if let (true, Some(ph)) = (phased, phases.as_ref()) {
+                ph.unfill_add(c, &geo, gimg);
             }
         },
     );
     gx
+}
+
+/// The output positions (of `p`) where some channel of `gy` (`[channels, p]`) is nonzero.
+fn live_positions(gy: &[f64], p: usize, live: &mut Vec<usize>) {
+    live.clear();
+    let mut any = vec![false; p];
+    for row in gy.chunks_exact(p) {
+        any.iter_mut().zip(row).for_each(|(a, &v)| *a |= v != 0.0);
+    }
+    live.extend((0..p).filter(|&q| any[q]));
+}
+
+/// `col2im` for the columns of the output positions `live` only (`cols` is `[k, live]`): adds
+/// each tap's entry into the input pixel it read, skipping taps that read the padding.
+fn col2im_add_positions(c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &[f64], live: &[usize], img: &mut [f64]) {
+    let [kh, kw] = c.kernel;
+    let n = live.len();
+    for ci in 0..geo.cg {
+        let chan = &mut img[(g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = &cols[((ci * kh + ki) * kw + kj) * n..][..n];
+                for (&q, &v) in live.iter().zip(row) {
+                    let (oy, ox) = (q / geo.ow, q % geo.ow);
+                    let iy = (oy * c.stride[0] + ki * c.dilation[0]).wrapping_sub(c.pads[0]);
+                    let ix = (ox * c.stride[1] + kj * c.dilation[1]).wrapping_sub(c.pads[1]);
+                    if iy < geo.h && ix < geo.w {
+                        chan[iy * geo.w + ix] += v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Visits the in-bounds input offsets of every pooling window of one `[H, W]` plane.
@@ -442,4 +497,105 @@ pub fn pad_scatter_index(shape: &[usize], pads: &[usize]) -> Vec<usize> {
     let out_strides = strides(&out_shape);
     let base: usize = (0..rank).map(|i| pads[i] * out_strides[i]).sum();
     strided_offsets(shape, &out_strides, base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    /// The transposed convolution by its definition: every weight times every output
+    /// coefficient, added into the input pixel its tap reads (padding taps dropped).
+    fn reference_backward(c: &Conv2d, gy: &[f64], hw: [usize; 2], ohw: [usize; 2]) -> Vec<f64> {
+        let (cg, og) = (c.in_channels / c.groups, c.out_channels / c.groups);
+        let [kh, kw] = c.kernel;
+        let mut gx = vec![0.0; c.in_channels * hw[0] * hw[1]];
+        for o in 0..c.out_channels {
+            let g = o / og;
+            for oy in 0..ohw[0] {
+                for ox in 0..ohw[1] {
+                    let v = gy[(o * ohw[0] + oy) * ohw[1] + ox];
+                    for ci in 0..cg {
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let iy = (oy * c.stride[0] + ki * c.dilation[0]) as isize - c.pads[0] as isize;
+                                let ix = (ox * c.stride[1] + kj * c.dilation[1]) as isize - c.pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= hw[0] || ix as usize >= hw[1] {
+                                    continue;
+                                }
+                                let w = c.weight[((o * cg + ci) * kh + ki) * kw + kj];
+                                gx[((g * cg + ci) * hw[0] + iy as usize) * hw[1] + ix as usize] += w * v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gx
+    }
+
+    /// Both paths of `conv_backward` (all output positions, and only the few live ones)
+    /// match the definition over strides, dilations, asymmetric padding, kernel sizes and
+    /// groups, for dense coefficients, a handful of live positions and a single one.
+    #[test]
+    fn conv_backward_matches_the_definition_on_dense_and_sparse_coefficients() {
+        let mut rng = Rng::new(31);
+        for case in 0..120 {
+            let groups = 1 + rng.below(2);
+            let (cin, cout) = (groups * (1 + rng.below(3)), groups * (1 + rng.below(3)));
+            let k = [1 + rng.below(4), 1 + rng.below(4)];
+            let c = Conv2d {
+                weight: rng.normals(cout * cin / groups * k[0] * k[1], 1.0),
+                bias: vec![0.0; cout],
+                out_channels: cout,
+                in_channels: cin,
+                kernel: k,
+                stride: [1 + rng.below(3), 1 + rng.below(3)],
+                pads: [rng.below(3), rng.below(3), rng.below(3), rng.below(3)],
+                dilation: [1 + rng.below(2), 1 + rng.below(2)],
+                groups,
+            };
+            let hw = [6 + rng.below(6), 6 + rng.below(6)];
+            let span = |i: usize| (hw[i] + c.pads[i] + c.pads[i + 2]).checked_sub(c.dilation[i] * (k[i] - 1) + 1);
+            let (Some(sy), Some(sx)) = (span(0), span(1)) else { continue };
+            let ohw = [sy / c.stride[0] + 1, sx / c.stride[1] + 1];
+            let n = cout * ohw[0] * ohw[1];
+            // 0: dense; 1: a few live positions (some channels zero there); 2: one coefficient.
+            let gy: Vec<f64> = match case % 3 {
+                0 => rng.normals(n, 1.0),
+                1 => {
+                    let live: Vec<usize> = (0..2).map(|_| rng.below(ohw[0] * ohw[1])).collect();
+                    (0..n)
+                        .map(|i| {
+                            if live.contains(&(i % (ohw[0] * ohw[1]))) && rng.uniform() < 0.7 {
+                                rng.range(-1.0, 1.0)
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect()
+                }
+                _ => {
+                    let mut v = vec![0.0; n];
+                    v[rng.below(n)] = 1.5;
+                    v
+                }
+            };
+            let want = reference_backward(&c, &gy, hw, ohw);
+            // 300 images, alternately scaled by 1 and -2, to catch a buffer reused dirty
+            // (rayon hands several images to one buffer set).
+            let scale = |i: usize| if i % 2 == 0 { 1.0 } else { -2.0 };
+            let many: Vec<f64> = (0..300).flat_map(|i| gy.iter().map(move |v| scale(i) * v)).collect();
+            let got = conv_backward(&c, &many, 300, hw, ohw);
+            for (img, got) in got.chunks_exact(want.len()).enumerate() {
+                for (i, (a, w)) in got.iter().zip(&want).enumerate() {
+                    let w = scale(img) * w;
+                    assert!(
+                        (a - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                        "case {case} image {img} element {i}: {a} vs {w}"
+                    );
+                }
+            }
+        }
+    }
 }
