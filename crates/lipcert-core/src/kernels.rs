@@ -584,7 +584,7 @@ mod tests {
             let want = reference_backward(&c, &gy, hw, ohw);
             // 300 images, alternately scaled by 1 and -2, to catch a buffer reused dirty
             // (rayon hands several images to one buffer set).
-            let scale = |i: usize| if i % 2 == 0 { 1.0 } else { -2.0 };
+            let scale = |i: usize| if i.is_multiple_of(2) { 1.0 } else { -2.0 };
             let many: Vec<f64> = (0..300).flat_map(|i| gy.iter().map(move |v| scale(i) * v)).collect();
             let got = conv_backward(&c, &many, 300, hw, ohw);
             for (img, got) in got.chunks_exact(want.len()).enumerate() {
