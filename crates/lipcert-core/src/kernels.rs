@@ -123,15 +123,16 @@ impl Phases {
         Phases { data: vec![0.0; sy * sx * c.in_channels * hq * wq], hq, wq }
     }
 
-    fn fill(&mut self, c: &Conv2d, geo: &ConvGeometry, img: &[f64]) {
+    /// Calls `f(image row offset, first, phase offset)` for every run of one image row's
+    /// pixels that lands in one phase row: pixels `first, first + sx, ...` of the row go to
+    /// consecutive phase entries from the phase offset on.
+    fn for_each_run(&self, c: &Conv2d, geo: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
         let [sy, sx] = c.stride;
-        let (hq, wq, plane) = (self.hq, self.wq, self.hq * self.wq);
+        let (wq, plane) = (self.wq, self.hq * self.wq);
         let chans = c.in_channels;
-        self.data.fill(0.0);
         for ch in 0..chans {
             for y in 0..geo.h {
                 let py = y + c.pads[0];
-                let src = &img[(ch * geo.h + y) * geo.w..(ch * geo.h + y + 1) * geo.w];
                 for rx in 0..sx {
                     // Pixels x with (x + pad_left) % sx == rx go to phase (py % sy, rx).
                     let first = (rx + sx - c.pads[1] % sx) % sx;
@@ -140,13 +141,23 @@ impl Phases {
                     }
                     let phase = (py % sy) * sx + rx;
                     let base = (phase * chans + ch) * plane + (py / sy) * wq + (first + c.pads[1]) / sx;
-                    for (k, v) in src[first..].iter().step_by(sx).enumerate() {
-                        self.data[base + k] = *v;
-                    }
+                    f((ch * geo.h + y) * geo.w, first, base);
                 }
             }
         }
-        debug_assert!(hq * sy >= geo.h + c.pads[0]);
+    }
+
+    fn fill(&mut self, c: &Conv2d, geo: &ConvGeometry, img: &[f64]) {
+        let sx = c.stride[1];
+        debug_assert!(self.hq * c.stride[0] >= geo.h + c.pads[0]);
+        let mut data = std::mem::take(&mut self.data);
+        data.fill(0.0);
+        self.for_each_run(c, geo, |row, first, base| {
+            for (k, v) in img[row + first..row + geo.w].iter().step_by(sx).enumerate() {
+                data[base + k] = *v;
+            }
+        });
+        self.data = data;
     }
 
     fn im2col(&self, c: &Conv2d, geo: &ConvGeometry, g: usize, cols: &mut [f64]) {
@@ -198,26 +209,12 @@ impl Phases {
     /// The adjoint of `fill`: adds each image pixel's phase entry into `img` (the padding's
     /// entries are dropped: padding is constant).
     fn unfill_add(&self, c: &Conv2d, geo: &ConvGeometry, img: &mut [f64]) {
-        let [sy, sx] = c.stride;
-        let (wq, plane) = (self.wq, self.hq * self.wq);
-        let chans = c.in_channels;
-        for ch in 0..chans {
-            for y in 0..geo.h {
-                let py = y + c.pads[0];
-                let dst = &mut img[(ch * geo.h + y) * geo.w..(ch * geo.h + y + 1) * geo.w];
-                for rx in 0..sx {
-                    let first = (rx + sx - c.pads[1] % sx) % sx;
-                    if first >= geo.w {
-                        continue;
-                    }
-                    let phase = (py % sy) * sx + rx;
-                    let base = (phase * chans + ch) * plane + (py / sy) * wq + (first + c.pads[1]) / sx;
-                    for (k, v) in dst[first..].iter_mut().step_by(sx).enumerate() {
-                        *v += self.data[base + k];
-                    }
-                }
+        let sx = c.stride[1];
+        self.for_each_run(c, geo, |row, first, base| {
+            for (k, v) in img[row + first..row + geo.w].iter_mut().step_by(sx).enumerate() {
+                *v += self.data[base + k];
             }
-        }
+        });
     }
 }
 
