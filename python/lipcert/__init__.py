@@ -110,11 +110,13 @@ def _box(box):
     return _floats(lo, "box").ravel(), _floats(hi, "box").ravel()
 
 
-def bounds(model, vnnlib=None, box=None, method="crown", alpha_iterations=20):
-    """`lipcert bounds`: certified output bounds (and spec rows of a VNN-LIB property)."""
+def bounds(model, vnnlib=None, box=None, method="crown", alpha_iterations=20, fix_intermediate=False):
+    """`lipcert bounds`: certified output bounds (and spec rows of a VNN-LIB property).
+    `fix_intermediate` (alpha-crown only): keep CROWN's intermediate bounds, optimize only the
+    output rows' slopes."""
     lo, hi = _box(box)
     return Result(_lipcert.bounds(_model(model)._raw, None if vnnlib is None else str(vnnlib), lo, hi, method,
-                                  alpha_iterations))
+                                  alpha_iterations, bool(fix_intermediate)))
 
 
 def attack(model, vnnlib, method="pgd", restarts=20, steps=100, seed=0):

@@ -166,6 +166,12 @@ def test_bounds_on_a_property_and_a_box(bench, cli):
         lipcert.bounds(net, box=(np.zeros(4), np.zeros(4)))
     with pytest.raises(lipcert.LipcertError, match="--alpha-iterations must be at least 1"):
         lipcert.bounds(net, vnnlib=prop, alpha_iterations=0)
+    fixed = lipcert.bounds(net, vnnlib=prop, method="alpha-crown", alpha_iterations=5, fix_intermediate=True)
+    c = json.loads(cli("bounds", net, "--vnnlib", prop, "--method", "alpha-crown", "--alpha-iterations", 5,
+                       "--fix-intermediate", "--json").stdout)
+    assert fixed.spec_lower == c["spec_lower"]
+    with pytest.raises(lipcert.LipcertError, match="--fix-intermediate applies to --method alpha-crown only"):
+        lipcert.bounds(net, vnnlib=prop, method="crown", fix_intermediate=True)
 
 
 def test_attack_and_verify_sat_with_counterexample(bench):

@@ -208,6 +208,9 @@ pub struct AttackOptions {
     pub step_size: Option<f64>,
     pub seed: u64,
     pub schedule: StepSchedule,
+    /// PGD takes no step after this instant (on a conv net 40 restarts x 50 steps take about
+    /// a second; a verification's timeout must not wait for them).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for AttackOptions {
@@ -218,6 +221,7 @@ impl Default for AttackOptions {
             step_size: None,
             seed: 0,
             schedule: StepSchedule::Mixed { patience: 5 },
+            deadline: None,
         }
     }
 }
@@ -588,6 +592,9 @@ fn pgd(s: &mut Search, geom: &Geometry, mut x: Vec<f64>, n: usize, opts: &Attack
     let mut scale = vec![1.0; n];
     let mut stale = vec![0usize; n];
     for t in 0..steps {
+        if opts.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
         let trace = s.net.trace(&x, n)?;
         let y = trace.output(s.net);
         let improved = s.observe(&x, y, |i| i);

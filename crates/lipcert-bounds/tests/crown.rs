@@ -76,8 +76,11 @@ fn descend(net: &Network, set: &InputSet, c: &[f64], rng: &mut Rng) -> Vec<f64> 
 }
 
 fn check_case(net: &Network, set: &InputSet, spec: &[Vec<f64>], rng: &mut Rng, what: &str) {
-    let opts = Options { alpha_iterations: 8, ..Options::default() };
-    let results: Vec<_> = METHODS.iter().map(|&m| bound(net, set, spec, m, &opts).unwrap()).collect();
+    check_case_with(net, set, spec, rng, what, &Options { alpha_iterations: 8, ..Options::default() });
+}
+
+fn check_case_with(net: &Network, set: &InputSet, spec: &[Vec<f64>], rng: &mut Rng, what: &str, opts: &Options) {
+    let results: Vec<_> = METHODS.iter().map(|&m| bound(net, set, spec, m, opts).unwrap()).collect();
     let mut x = sample(rng, set, 10_000);
     for c in spec {
         x.extend(descend(net, set, c, rng));
@@ -121,6 +124,32 @@ fn no_sampled_point_breaks_any_bound_on_boxes() {
         let hi: Vec<f64> = c.iter().map(|c| c + radius * rng.uniform()).collect();
         let spec = random_spec(&mut rng, net.output_len(), 3);
         check_case(&net, &InputSet::Box(Interval::new(lo, hi)), &spec, &mut rng, &format!("box case {case}"));
+    }
+}
+
+/// Past the deadline the engine skips its CROWN passes: every method still returns sound
+/// bounds (no NaN from relaxing a neuron without CROWN bounds), and crown and alpha-crown fall
+/// back to exactly IBP's specification bounds.
+#[test]
+fn a_passed_deadline_leaves_sound_ibp_bounds() {
+    let mut rng = Rng::new(77);
+    let opts = Options { alpha_iterations: 8, deadline: Some(std::time::Instant::now()), ..Options::default() };
+    for case in 0..4 {
+        let net = random_network(&mut rng);
+        let n = net.input_len();
+        let c: Vec<f64> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+        let lo: Vec<f64> = c.iter().map(|c| c - 0.1 * rng.uniform()).collect();
+        let hi: Vec<f64> = c.iter().map(|c| c + 0.1 * rng.uniform()).collect();
+        let set = InputSet::Box(Interval::new(lo, hi));
+        let spec = random_spec(&mut rng, net.output_len(), 3);
+        check_case_with(&net, &set, &spec, &mut rng, &format!("deadline case {case}"), &opts);
+        let ibp = bound(&net, &set, &spec, Method::Ibp, &opts).unwrap();
+        for m in [Method::Crown, Method::AlphaCrown] {
+            let b = bound(&net, &set, &spec, m, &opts).unwrap();
+            assert_eq!(b.spec_lower, ibp.spec_lower, "case {case}, {}: not IBP's bounds", m.name());
+        }
+        let pure = bound(&net, &set, &spec, Method::CrownPure, &opts).unwrap();
+        assert!(pure.lower.iter().chain(&pure.upper).all(|v| !v.is_nan()), "case {case}: crown-pure NaN");
     }
 }
 

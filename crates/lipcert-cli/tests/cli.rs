@@ -331,6 +331,9 @@ fn bounds_contain_evaluated_points_and_follow_the_contract() {
     assert!(e.contains("short.npy") && e.contains("144"), "{e}");
     let e = fails(&["bounds", model, "--box", hp.to_str().unwrap(), lp.to_str().unwrap()]);
     assert!(e.contains("empty"), "{e}");
+    let (l, h) = (lp.to_str().unwrap(), hp.to_str().unwrap());
+    let e = fails(&["bounds", model, "--box", l, h, "--method", "ibp", "--fix-intermediate"]);
+    assert!(e.contains("--fix-intermediate applies to --method alpha-crown only") && !e.contains('\n'), "{e}");
 }
 
 #[test]

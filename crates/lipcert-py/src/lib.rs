@@ -230,6 +230,7 @@ fn bounds(
     hi: Option<PyReadonlyArray1<'_, f64>>,
     method: &str,
     alpha_iterations: usize,
+    fix_intermediate: bool,
 ) -> PyResult<Py<PyAny>> {
     let lo = lo.as_ref().map(values).transpose()?;
     let hi = hi.as_ref().map(values).transpose()?;
@@ -241,7 +242,7 @@ fn bounds(
             (None, Some(lo), Some(hi)) => cmd::bounds::Problem::from_box(lo, hi, net)?,
             _ => anyhow::bail!("give either vnnlib=PATH or box=(lo, hi)"),
         };
-        Ok(cmd::bounds::compute(net, &pb, method.method(), alpha_iterations, false)?.to_json(&pb))
+        Ok(cmd::bounds::compute(net, &pb, method.method(), alpha_iterations, fix_intermediate)?.to_json(&pb))
     })?;
     to_py(py, &v)
 }

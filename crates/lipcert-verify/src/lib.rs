@@ -341,7 +341,8 @@ fn verify_box(
     let set = InputSet::Box(p.input.clone());
     let restarts = if n <= opts.max_split_inputs { 1000 } else { 10 };
     let run_attack = |restarts: usize, seed: u64| -> Result<Option<Verdict>, GraphError> {
-        let o = AttackOptions { restarts, steps: 50, seed, ..AttackOptions::default() };
+        let deadline = Some(start + opts.timeout);
+        let o = AttackOptions { restarts, steps: 50, seed, deadline, ..AttackOptions::default() };
         let r = attack(net, &set, &p.unsafe_, AttackMethod::Pgd, &o)?;
         match r.counterexample {
             Some(x) => Ok(confirm(net, p, &x)?.map(|y| Verdict::Sat { x, y })),
@@ -567,6 +568,7 @@ fn process(
             restarts: 3,
             steps: 15,
             seed: seed ^ (node.depth as u64) << 32,
+            deadline: Some(start + opts.timeout),
             ..AttackOptions::default()
         };
         let r = attack(net, &set, &sub.unsafe_, AttackMethod::Pgd, &small)?;

@@ -147,6 +147,12 @@ pub fn compute(
     if alpha_iterations == 0 {
         anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
     }
+    if fix_intermediate && method != Method::AlphaCrown {
+        anyhow::bail!(
+            "--fix-intermediate applies to --method alpha-crown only ({} has no intermediate slopes to fix)",
+            method.name()
+        );
+    }
     let opts = Options { alpha_iterations, alpha_intermediate: !fix_intermediate, ..Options::default() };
     let start = Instant::now();
     // Several input boxes (a disjunction over inputs): output bounds are the hull over the
