@@ -359,10 +359,17 @@ fn verify_box(
     let free = (0..n).filter(|&i| p.input.hi[i] > p.input.lo[i]).count();
     let splittable = free <= opts.max_split_inputs;
     // 2a. Too many inputs to split: ReLU splitting first.
+    let mut relu_bab_note: Option<String> = None;
     if !splittable && opts.relu_bab_share > 0.0 {
         let remaining = opts.timeout.saturating_sub(start.elapsed());
         let deadline = Instant::now() + remaining.mul_f64(opts.relu_bab_share.min(1.0));
-        let ro = ReluBabOptions { deadline, seed: opts.seed, ..ReluBabOptions::default() };
+        let ro = ReluBabOptions {
+            deadline,
+            deadline_without_milp: Some(start + opts.timeout),
+            milp_max_binaries: opts.milp_max_binaries,
+            seed: opts.seed,
+            ..ReluBabOptions::default()
+        };
         let (v, s) = relu_bab(net, p, &ro)?;
         stats.boxes += s.domains;
         stats.relu_domains += s.domains;
@@ -371,7 +378,8 @@ fn verify_box(
         match v {
             Verdict::Sat { .. } | Verdict::Unsat => return Ok(v),
             Verdict::Timeout if start.elapsed() >= opts.timeout => return Ok(Verdict::Timeout),
-            _ => {}
+            Verdict::Unknown(why) => relu_bab_note = Some(why),
+            Verdict::Timeout => {}
         }
     }
     let atoms = Atoms::new(&p.unsafe_);
@@ -425,16 +433,7 @@ fn verify_box(
                         if start.elapsed() >= opts.timeout {
                             return Ok(Verdict::Timeout);
                         }
-                        return Ok(Verdict::Unknown(format!(
-                            "not refuted by alpha-CROWN over the whole box{}, and input splitting is limited to {} \
-                             free inputs ({free} here); ReLU branch and bound did not decide it either",
-                            if milp {
-                                " (the MILP back end did not decide it in time)".to_string()
-                            } else {
-                                format!(" (the MILP back end takes up to {} binaries)", opts.milp_max_binaries)
-                            },
-                            opts.max_split_inputs
-                        )));
+                        return Ok(whole_box_unknown(net, opts, milp, free, relu_bab_note.as_deref()));
                     }
                     stack.push(a);
                     stack.push(b);
@@ -443,6 +442,30 @@ fn verify_box(
         }
     }
     Ok(Verdict::Unsat)
+}
+
+/// The answer for a box that input splitting cannot take, when neither alpha-CROWN, ReLU
+/// branch and bound (`relu_bab`: why it stopped) nor the MILP decided it.
+fn whole_box_unknown(
+    net: &Network,
+    opts: &VerifyOptions,
+    milp_tried: bool,
+    free: usize,
+    relu_bab: Option<&str>,
+) -> Verdict {
+    let milp = if milp_tried {
+        " (the MILP back end did not decide it in time)".to_string()
+    } else if let Err(e) = milp::milp_supported(net) {
+        format!(" (the MILP back end does not support this network: {e})")
+    } else {
+        format!(" (the MILP back end takes up to {} binaries)", opts.milp_max_binaries)
+    };
+    let bab = relu_bab.map(|why| format!(": {why}")).unwrap_or_default();
+    Verdict::Unknown(format!(
+        "not refuted by alpha-CROWN over the whole box{milp}, and input splitting is limited to {} free inputs \
+         ({free} here); ReLU branch and bound did not decide it either{bab}",
+        opts.max_split_inputs
+    ))
 }
 
 /// Bounds one sub-box: refutes conjunctions, looks for a counterexample, or splits.
@@ -630,6 +653,10 @@ fn process(
             return Ok(Outcome::OutOfTime);
         }
         let vb = value_bounds(net, &set, m, &bound_opts)?;
+        // (Bounds past the deadline are IBP's: building a MILP from them would overrun it.)
+        if start.elapsed() >= opts.timeout {
+            return Ok(Outcome::OutOfTime);
+        }
         if milp::milp_binaries(net, &vb).is_ok_and(|b| b <= limit) {
             let end = start + opts.timeout;
             let deadline = if can_split { end.min(Instant::now() + opts.timeout / 4) } else { end };

@@ -234,3 +234,28 @@ fn mnist_instances_through_relu_bab() {
         assert!(stats.relu_domains > 0, "{prop}: ReLU branch and bound was not used");
     }
 }
+
+/// `deadline_without_milp`: where the root leaves more unstable neurons than a MILP may take
+/// (none allowed here), the search runs on to the later deadline; where a MILP can follow (any
+/// number allowed), it stops at `deadline` and leaves the rest to it.
+#[test]
+fn the_search_keeps_the_time_no_milp_can_use() {
+    let Some((net, dir)) = benchmark_net("mnistfc", "mnist-net_256x6.onnx") else {
+        return;
+    };
+    let props = property_boxes(&dir.join("prop_1_0.03.vnnlib"));
+    for (limit, want) in [(0, 3.0), (usize::MAX, 1.5)] {
+        let now = Instant::now();
+        let opts = ReluBabOptions {
+            deadline: now + Duration::from_millis(1500),
+            deadline_without_milp: Some(now + Duration::from_secs(3)),
+            milp_max_binaries: limit,
+            ..ReluBabOptions::default()
+        };
+        let (v, stats) = relu_bab(&net, &props[0], &opts).unwrap();
+        let t = now.elapsed().as_secs_f64();
+        println!("limit {limit}: {} after {t:.2} s, {} subdomains", v.word(), stats.domains);
+        assert_eq!(v, Verdict::Timeout, "mnist-net_256x6 prop_1_0.03 is open after 3 s");
+        assert!(t >= want && t < want + 0.5, "limit {limit}: stopped at {t:.2} s, expected {want} s");
+    }
+}
