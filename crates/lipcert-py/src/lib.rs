@@ -221,7 +221,8 @@ fn lipschitz(py: Python<'_>, model: &Model, norm: &str, starts: usize, steps: us
 
 /// `lipcert bounds MODEL --vnnlib P` or `--box LO HI` (exactly one of the two is given).
 #[pyfunction]
-#[pyo3(signature = (model, vnnlib, lo, hi, method, alpha_iterations))]
+#[allow(clippy::too_many_arguments)] // one per keyword of the Python function
+#[pyo3(signature = (model, vnnlib, lo, hi, method, alpha_iterations, fix_intermediate))]
 fn bounds(
     py: Python<'_>,
     model: &Model,

@@ -666,6 +666,8 @@ fn process(
             // The MILP failing to encode the sub-box (non-finite bounds) leaves it to splitting.
             match milp_verify_with_bounds(net, &sub, &vb, &mo).map(|r| r.verdict) {
                 Ok(Verdict::Unsat) => return Ok(Outcome::MilpRefuted),
+                // Out of the verification's own time (not just the MILP's share).
+                Ok(Verdict::Timeout) if deadline == end => return Ok(Outcome::OutOfTime),
                 Ok(Verdict::Sat { x, y }) if confirm(net, p, &x)?.is_some() => {
                     return Ok(Outcome::Counterexample(x, y))
                 }
