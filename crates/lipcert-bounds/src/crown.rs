@@ -62,7 +62,8 @@ pub struct Options {
     /// Stop refining at this instant; what is returned is still sound, only looser. alpha-CROWN
     /// stops optimizing (every iterate's bound is sound, the best so far is kept), and a block
     /// of CROWN rows started after it is not run: intermediate neurons keep their IBP bounds,
-    /// specification and output rows get -inf (+inf) bounds. So the engine finishes within
+    /// specification and output rows get -inf (+inf), so crown and alpha-crown return IBP's
+    /// bounds for them (crown-pure the infinite ones). So the engine finishes within
     /// about one block's backward pass of the deadline, also on conv nets where one CROWN pass
     /// takes seconds (before, cifar10_resnet resnet_4b ran to 27 s at a 15 s timeout).
     pub deadline: Option<std::time::Instant>,
@@ -72,10 +73,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             alpha_iterations: 20,
-            // On the 15 instances of bench/bounds_compare.py (102 specification rows) against
-            // auto_LiRPA 0.7.1's alpha-CROWN, rows looser / tighter: lr 0.1 constant 34 / 68,
-            // 0.3 x 0.98 per step 2 / 100 (0.5 x 0.98: 4 / 98, 0.2 x 0.98: 3 / 99, 0.3 x 0.95:
-            // 10 / 92); mnistfc 256x2 and 256x4 at 15 s verify the same 29 and 13 instances.
+            // Chosen against auto_LiRPA's alpha-CROWN (docs/ARCHITECTURE.md, "alpha-CROWN step").
             alpha_lr: 0.3,
             alpha_lr_decay: 0.98,
             block_rows: 64,
