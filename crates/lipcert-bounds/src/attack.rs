@@ -208,8 +208,8 @@ pub struct AttackOptions {
     pub step_size: Option<f64>,
     pub seed: u64,
     pub schedule: StepSchedule,
-    /// PGD takes no step after this instant (on a conv net 40 restarts x 50 steps take about
-    /// a second; a verification's timeout must not wait for them).
+    /// PGD takes no step after this instant (a verification's timeout must not wait for the
+    /// restarts, which take seconds on conv nets).
     pub deadline: Option<std::time::Instant>,
 }
 

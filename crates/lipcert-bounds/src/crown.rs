@@ -65,7 +65,7 @@ pub struct Options {
     /// specification and output rows get -inf (+inf), so crown and alpha-crown return IBP's
     /// bounds for them (crown-pure the infinite ones). So the engine finishes within
     /// about one block's backward pass of the deadline, also on conv nets where one CROWN pass
-    /// takes seconds (before, cifar10_resnet resnet_4b ran to 27 s at a 15 s timeout).
+    /// takes seconds (docs/GUARANTEES.md, "Timeouts").
     pub deadline: Option<std::time::Instant>,
 }
 

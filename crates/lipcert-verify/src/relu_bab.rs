@@ -44,7 +44,7 @@ pub struct ReluBabOptions {
     /// A later deadline for when no MILP can follow this search: the MILP does not support
     /// the network, or the root leaves more than `milp_max_binaries` unstable neurons. The
     /// verifier keeps the time after `deadline` for that MILP; without one it would be left
-    /// unused (verivital Convnet_avgpool prop 7 at a 15 s timeout ended `unknown` at 13.0 s).
+    /// unused (docs/GUARANTEES.md, "Timeouts").
     pub deadline_without_milp: Option<Instant>,
     pub milp_max_binaries: usize,
     /// Subdomains split per round (their children are bounded in parallel).

@@ -136,6 +136,20 @@ pub struct Outcome {
     pub time_s: f64,
 }
 
+/// The method options that make sense together (before any file is read).
+fn check_options(method: Method, alpha_iterations: usize, fix_intermediate: bool) -> anyhow::Result<()> {
+    if alpha_iterations == 0 {
+        bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
+    }
+    if fix_intermediate && method != Method::AlphaCrown {
+        bail!(
+            "--fix-intermediate applies to --method alpha-crown only ({} has no intermediate slopes to fix)",
+            method.name()
+        );
+    }
+    Ok(())
+}
+
 /// Bounds the outputs of `net` (and the atoms' c.y) over the problem's input boxes.
 pub fn compute(
     net: &lipcert_core::Network,
@@ -144,15 +158,7 @@ pub fn compute(
     alpha_iterations: usize,
     fix_intermediate: bool,
 ) -> anyhow::Result<Outcome> {
-    if alpha_iterations == 0 {
-        anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
-    }
-    if fix_intermediate && method != Method::AlphaCrown {
-        anyhow::bail!(
-            "--fix-intermediate applies to --method alpha-crown only ({} has no intermediate slopes to fix)",
-            method.name()
-        );
-    }
+    check_options(method, alpha_iterations, fix_intermediate)?;
     let opts = Options { alpha_iterations, alpha_intermediate: !fix_intermediate, ..Options::default() };
     let start = Instant::now();
     // Several input boxes (a disjunction over inputs): output bounds are the hull over the
@@ -194,13 +200,11 @@ impl Outcome {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.alpha_iterations == 0 {
-        anyhow::bail!("--alpha-iterations must be at least 1 (no optimization step is plain CROWN: --method crown)");
-    }
+    let method = args.method.method();
+    check_options(method, args.alpha_iterations, args.fix_intermediate)?;
     let m = super::load_model(&args.model)?;
     let net = &m.network;
     let pb = problem(&args, net)?;
-    let method = args.method.method();
     let runs = match args.repeat {
         Some(0) => bail!("--repeat must be at least 1"),
         Some(n) => n + 1,
