@@ -46,6 +46,7 @@ pub struct ReluBabOptions {
     /// verifier keeps the time after `deadline` for that MILP; without one it would be left
     /// unused (docs/GUARANTEES.md, "Timeouts").
     pub deadline_without_milp: Option<Instant>,
+    /// The most binaries the MILP after this search takes (see `deadline_without_milp`).
     pub milp_max_binaries: usize,
     /// Subdomains split per round (their children are bounded in parallel).
     pub batch: usize,
@@ -118,8 +119,7 @@ struct Domain {
     warm_ids: Vec<usize>,
 }
 
-/// The neurons whose bounds straddle 0 (at most the binaries a MILP encoding would need on the
-/// ReLU-like ones).
+/// The neurons whose bounds straddle 0 (on a ReLU network, the binaries of its MILP encoding).
 fn unstable_count(pre: &[Option<Interval>]) -> usize {
     pre.iter().flatten().map(|b| b.lo.iter().zip(&b.hi).filter(|(l, h)| **l < 0.0 && **h > 0.0).count()).sum()
 }
