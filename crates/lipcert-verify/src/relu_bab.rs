@@ -119,9 +119,18 @@ struct Domain {
     warm_ids: Vec<usize>,
 }
 
-/// The neurons whose bounds straddle 0 (on a ReLU network, the binaries of its MILP encoding).
-fn unstable_count(pre: &[Option<Interval>]) -> usize {
-    pre.iter().flatten().map(|b| b.lo.iter().zip(&b.hi).filter(|(l, h)| **l < 0.0 && **h > 0.0).count()).sum()
+/// When the search stops, given the open root: `deadline`, or `deadline_without_milp` where no
+/// MILP can follow (it does not encode the network, or the root's unstable neurons, on a ReLU
+/// network the binaries of its encoding, are more than it takes).
+fn search_deadline(net: &Network, opts: &ReluBabOptions, root: &Domain) -> Instant {
+    let unstable: usize =
+        root.pre.iter().flatten().map(|b| b.lo.iter().zip(&b.hi).filter(|(l, h)| **l < 0.0 && **h > 0.0).count()).sum();
+    match opts.deadline_without_milp {
+        Some(later) if milp::milp_supported(net).is_err() || unstable > opts.milp_max_binaries => {
+            opts.deadline.max(later)
+        }
+        _ => opts.deadline,
+    }
 }
 
 /// The parent's optimized slopes and multipliers for the rows `ids`, with a zero multiplier for
@@ -399,12 +408,8 @@ pub fn relu_bab(net: &Network, p: &BoxProperty, opts: &ReluBabOptions) -> Result
         Bounded::Counterexample(x, y) => return done(Verdict::Sat { x, y }, stats),
         Bounded::Linear(leaf) => linear.push(leaf),
         Bounded::Open(d) => {
-            if let Some(later) = opts.deadline_without_milp {
-                if milp::milp_supported(net).is_err() || unstable_count(&d.pre) > opts.milp_max_binaries {
-                    deadline = deadline.max(later);
-                    sub_opts.crown.deadline = Some(deadline);
-                }
-            }
+            deadline = search_deadline(net, opts, &d);
+            sub_opts.crown.deadline = Some(deadline);
             heap.push(d)
         }
     }
